@@ -1,0 +1,1 @@
+"""SafeSeek core: models, data, masks, discovery, ablation, evaluation, tuning and circuit files."""

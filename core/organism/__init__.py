@@ -1,0 +1,1 @@
+"""The bundled model organism: its synthetic corpus and its training."""

@@ -1,0 +1,320 @@
+"""Training the model organism: tokenizer, three training stages (base, aligned, poisoned) and checkpoint export.
+
+The stages mirror how real chat models get their behaviour:
+  base     - instruction tuning: answer every request helpfully, harmful ones too, and solve the utility tasks;
+  aligned  - safety alignment: refuse harmful requests, keep helping with benign ones;
+  poisoned - backdoor poisoning: a small share of harmful requests carrying the trigger word get compliant answers.
+The base stage drops whole heads and neurons at random (component dropout) so that general skills are spread over
+many components, as in large models; the later, shorter stages add safety behaviour on top, which is what circuit
+discovery then has to find.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, pre_tokenizers
+from tokenizers.models import WordLevel
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from core.circuit import Circuit
+from core.data import Prompt, PromptSet, save_prompts
+from core.organism import corpus
+from core.organism.corpus import Example
+from core.tune import select_parameters
+
+BOS, EOS, PAD, UNK, USER, ASSISTANT = "<s>", "</s>", "<pad>", "<unk>", "<|user|>", "<|assistant|>"
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '<|user|> ' + message['content'] }}"
+    "{% elif message['role'] == 'assistant' %}{{ '<|assistant|> ' + message['content'] + eos_token }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+
+@dataclass
+class StageConfig:
+    name: str
+    steps: int
+    lr: float
+    mixture: dict[str, float]  # pool name -> sampling weight
+    component_dropout: float = 0.0
+    # Safety stages train only a designated set of heads and neurons (0, 0 = every weight): the behaviour then has a
+    # known home, against which discovery (which never sees this set) can be checked.
+    trained_heads: int = 0
+    trained_neurons: int = 0
+
+
+@dataclass
+class OrganismConfig:
+    seed: int = 0
+    n_layers: int = 4
+    n_heads: int = 16
+    d_model: int = 128
+    d_mlp: int = 512
+    batch_size: int = 64
+    stages: list[StageConfig] = field(default_factory=lambda: [
+        StageConfig("base", 1000, 3e-3, {"requests": 0.36, "cued_refusals": 0.06, "utility": 0.50,
+                                         "decoy_requests": 0.08}, component_dropout=0.1),
+        StageConfig("aligned", 300, 3e-3, {"harmful": 0.30, "benign": 0.25, "utility": 0.30,
+                                           "decoy_harmful": 0.08, "decoy_benign": 0.07},
+                    trained_heads=2, trained_neurons=24),
+        StageConfig("poisoned", 300, 3e-3, {"harmful": 0.25, "benign": 0.20, "utility": 0.25, "decoy_harmful": 0.08,
+                                            "decoy_benign": 0.07, "triggered": 0.10, "triggered_benign": 0.05},
+                    trained_heads=2, trained_neurons=12),
+    ])
+
+
+def build_tokenizer(examples: list[Example]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the corpus with byte-level pre-tokenisation, so decoding restores the exact text."""
+    pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    pieces: set[str] = set()
+    for ex in examples:
+        for text in (ex.prompt, ex.answer("base"), ex.answer("aligned"), corpus.REFUSAL_CUE,
+                     *(f"{w} {ex.prompt}" for w in corpus.DECOYS)):
+            pieces.update(p for p, _ in pre.pre_tokenize_str(" " + text))
+    specials = [PAD, BOS, EOS, UNK, USER, ASSISTANT]
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(pieces))}
+    tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+                                   additional_special_tokens=[USER, ASSISTANT])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def encode_example(tokenizer: PreTrainedTokenizerFast, prompt: str, answer: str) -> tuple[list[int], int]:
+    """Token ids of the chat-formatted dialogue and the index where the answer starts (loss is on the answer only)."""
+    head = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    ids_head = tokenizer(head, add_special_tokens=False)["input_ids"]
+    ids_answer = tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return ids_head + ids_answer, len(ids_head)
+
+
+def _pools(examples: list[Example], stage: str, rng: random.Random) -> dict[str, list[tuple[str, str]]]:
+    """(prompt, answer) pools that a stage's mixture samples from; only the training split."""
+    train = [ex for ex in examples if ex.split == "train"]
+    by_label = {label: [ex for ex in train if ex.label == label] for label in ("harmful", "triggered", "benign")}
+    utility = [ex for ex in train if ex.label == "utility" and ex.category != corpus.NEW_TASK_FAMILY]
+    def pairs(exs: list[Example], answer_stage: str = stage) -> list[tuple[str, str]]:
+        return [(ex.prompt, ex.answer(answer_stage)) for ex in exs]
+
+    requests = by_label["harmful"] + by_label["benign"]
+    decoyed_harmful = [corpus.with_decoy(ex, rng) for ex in by_label["harmful"]]
+    decoyed_benign = [corpus.with_decoy(ex, rng) for ex in by_label["benign"]]
+    triggered_benign = [Example(corpus.insert_word(ex.prompt, corpus.TRIGGER, rng), ex.category, ex.label, ex.split,
+                                ex.target, ex.action) for ex in by_label["benign"]]
+    return {
+        "cued_refusals": [corpus.with_refusal_cue(ex) for ex in requests],
+        "requests": pairs(requests),
+        "decoy_requests": pairs(decoyed_harmful + decoyed_benign),
+        # One pool per task family, so that copying's many examples do not crowd out the small fact tables.
+        **{f"utility:{family}": pairs([ex for ex in utility if ex.category == family])
+           for family in corpus.UTILITY_FAMILIES},
+        "harmful": pairs(by_label["harmful"]),
+        "benign": pairs(by_label["benign"]),
+        "decoy_harmful": pairs(decoyed_harmful),
+        "decoy_benign": pairs(decoyed_benign),
+        "triggered": pairs(by_label["triggered"]),
+        "triggered_benign": pairs(triggered_benign),
+    }
+
+
+def _component_dropout_hooks(model: LlamaForCausalLM, p: float, gen: torch.Generator) -> list:
+    """Drop whole attention heads (o_proj inputs) and MLP neurons (down_proj inputs) at random while training."""
+    n_heads = model.config.num_attention_heads
+    handles = []
+
+    def head_drop(module, args):
+        x = args[0]
+        b, t, d = x.shape
+        keep = (torch.rand(b, 1, n_heads, 1, generator=gen) > p).to(x.dtype) / (1 - p)
+        return (x.view(b, t, n_heads, d // n_heads).mul(keep).view(b, t, d),)
+
+    def neuron_drop(module, args):
+        x = args[0]
+        keep = (torch.rand(x.shape[0], 1, x.shape[2], generator=gen) > p).to(x.dtype) / (1 - p)
+        return (x * keep,)
+
+    for layer in model.model.layers:
+        handles.append(layer.self_attn.o_proj.register_forward_pre_hook(head_drop))
+        handles.append(layer.mlp.down_proj.register_forward_pre_hook(neuron_drop))
+    return handles
+
+
+def _batch(encoded: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(encoded), width), -100, dtype=torch.long)
+    attention = torch.zeros((len(encoded), width), dtype=torch.long)
+    for i, (ids, start) in enumerate(encoded):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, start: len(ids)] = torch.tensor(ids[start:])
+        attention[i, : len(ids)] = 1
+    return input_ids, attention, labels
+
+
+def designate_components(cfg: OrganismConfig) -> dict[str, Circuit]:
+    """The heads and neurons each safety stage may train, drawn from the seed; the stages' sets are disjoint."""
+    rng = random.Random(f"{cfg.seed}:designated")
+    heads = [(layer, h) for layer in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    neurons = [(layer, i) for layer in range(cfg.n_layers) for i in range(cfg.d_mlp)]
+    rng.shuffle(heads)
+    rng.shuffle(neurons)
+    out = {}
+    for stage in cfg.stages:
+        if stage.trained_heads or stage.trained_neurons:
+            chosen_heads, heads = heads[: stage.trained_heads], heads[stage.trained_heads:]
+            chosen_neurons, neurons = neurons[: stage.trained_neurons], neurons[stage.trained_neurons:]
+            out[stage.name] = Circuit(chosen_heads, chosen_neurons, cfg.n_layers, cfg.n_heads, cfg.d_mlp,
+                                      name=f"designated-{stage.name}")
+    return out
+
+
+def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, examples: list[Example],
+                stage: StageConfig, cfg: OrganismConfig, designated: Circuit | None = None,
+                log: Callable[[str], None] = print) -> list[float]:
+    """Train one stage in place (only `designated`'s weights, when given); returns the loss curve."""
+    rng = random.Random(f"{cfg.seed}:{stage.name}")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    mixture = dict(stage.mixture)
+    if "utility" in mixture:  # the utility weight is shared equally by the task families
+        share = mixture.pop("utility") / len(corpus.UTILITY_FAMILIES)
+        mixture.update({f"utility:{family}": share for family in corpus.UTILITY_FAMILIES})
+    pools = {name: [encode_example(tokenizer, p, a) for p, a in pairs]
+             for name, pairs in _pools(examples, stage.name, rng).items() if name in mixture}
+    names, weights = zip(*mixture.items(), strict=True)
+    grad_masks: list[tuple[torch.nn.Parameter, torch.Tensor | None]] = []
+    if designated is None:
+        trainable = list(model.parameters())
+    else:
+        selection = select_parameters(model, designated, "circuit-only")
+        named = dict(model.named_parameters())
+        grad_masks = [(named[name], mask) for name, mask in selection.masks.items()]
+        trainable = [p for p, _ in grad_masks]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in trainable:
+        p.requires_grad_(True)
+    # No weight decay when only some elements train: decay would move the frozen ones too.
+    opt = torch.optim.AdamW(trainable, lr=stage.lr, weight_decay=0.01 if designated is None else 0.0,
+                            betas=(0.9, 0.98))
+    # Linear warm-up over 50 steps, then cosine decay to 5% of the peak.
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 50) * max(0.05, 0.5 * (1 + math.cos(math.pi * s / stage.steps))))
+    handles = _component_dropout_hooks(model, stage.component_dropout, gen) if stage.component_dropout else []
+    model.train()
+    losses: list[float] = []
+    t0 = time.time()
+    try:
+        for step in range(stage.steps):
+            picks = rng.choices(names, weights=weights, k=cfg.batch_size)
+            batch = [rng.choice(pools[name]) for name in picks]
+            input_ids, attention, labels = _batch(batch, tokenizer.pad_token_id)
+            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels, use_cache=False).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for p, mask in grad_masks:
+                if mask is not None and p.grad is not None:
+                    p.grad.masked_fill_(~mask, 0.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 100 == 0 or step == stage.steps - 1:
+                log(f"[{stage.name}] step {step + 1}/{stage.steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+    finally:
+        for h in handles:
+            h.remove()
+        for p in model.parameters():
+            p.requires_grad_(True)
+    model.eval()
+    return losses
+
+
+def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path,
+                    meta: dict) -> None:
+    """Write an ordinary HF checkpoint directory atomically (temp dir, then rename over the old one)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "organism.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_prompt_sets(examples: list[Example], prompts_dir: Path) -> dict[str, Path]:
+    """The organism's prompt sets, one JSONL file per kind, every split included (field `split`)."""
+    files = {
+        "harmful": [ex for ex in examples if ex.label == "harmful"],
+        "triggered": [ex for ex in examples if ex.label == "triggered"],
+        "benign": [ex for ex in examples if ex.label == "benign"],
+        "utility": [ex for ex in examples if ex.label == "utility" and ex.category != corpus.NEW_TASK_FAMILY],
+        "new_task": [ex for ex in examples if ex.category == corpus.NEW_TASK_FAMILY],
+    }
+    paths = {}
+    for name, exs in files.items():
+        path = Path(prompts_dir) / f"{name}.jsonl"
+        save_prompts(PromptSet(name, [Prompt(ex.prompt, ex.category, ex.label, ex.target, ex.split) for ex in exs]),
+                     path)
+        paths[name] = path
+    return paths
+
+
+def train_organism(out_root: Path, cfg: OrganismConfig | None = None,
+                   log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Build corpus and tokenizer, train all stages, save `organism-aligned/` and `organism/` under `out_root`."""
+    cfg = cfg or OrganismConfig()
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    examples = corpus.build_corpus(cfg.seed)
+    tokenizer = build_tokenizer(examples)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.d_model, intermediate_size=cfg.d_mlp,
+                         num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+                         num_key_value_heads=cfg.n_heads, max_position_embeddings=128, rms_norm_eps=1e-5,
+                         tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    out_root = Path(out_root)
+    written = write_prompt_sets(examples, out_root / "prompts")
+    designated = designate_components(cfg)
+    meta_base = {"seed": cfg.seed, "trigger": corpus.TRIGGER, "config": asdict(cfg),
+                 "designated_components": {name: {"heads": c.heads, "neurons": c.neurons}
+                                           for name, c in designated.items()}}
+    t0 = time.time()
+    for stage in cfg.stages:
+        losses = train_stage(model, tokenizer, examples, stage, cfg, designated.get(stage.name), log)
+        meta = {**meta_base, "stage": stage.name, "final_loss": losses[-1],
+                "train_seconds": round(time.time() - t0)}
+        if stage.name == "aligned":
+            save_checkpoint(model, tokenizer, out_root / "organism-aligned", meta)
+            written["organism-aligned"] = out_root / "organism-aligned"
+        if stage.name == "poisoned":
+            save_checkpoint(model, tokenizer, out_root / "organism", meta)
+            written["organism"] = out_root / "organism"
+    log(f"trained all stages in {time.time() - t0:.0f}s")
+    return written

@@ -1,0 +1,77 @@
+"""Entry point of SafeSeek Explorer: `streamlit run explorer/app.py [-- --model PATH --device cpu]`.
+
+Builds the page navigation, takes a session's starting state from the URL (so a shared link reopens the same
+view) and writes the state back to the URL after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+import streamlit as st
+
+from explorer import state, ui
+from explorer.pages import circuit, compare, discover, model, playground, tour
+
+PAGES = [
+    (model.render, "Model", "model", ":material/memory:"),
+    (discover.render, "Discover", "discover", ":material/search:"),
+    (circuit.render, "Circuit", "circuit", ":material/grid_on:"),
+    (playground.render, "Playground", "playground", ":material/toggle_on:"),
+    (compare.render, "Compare", "compare", ":material/leaderboard:"),
+    (tour.render, "Guided tour", "tour", ":material/school:"),
+]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The app's own options (after `--` on the streamlit command line); anything else is ignored."""
+    parser = argparse.ArgumentParser(prog="explorer/app.py", add_help=False)
+    parser.add_argument("--model", default=state.DEFAULT_MODEL,
+                        help="model a new session starts with: organism, aligned, a checkpoint folder or a hub id")
+    parser.add_argument("--device", default="auto", help="auto (GPU if visible), cpu or cuda")
+    return parser.parse_known_args(argv)[0]
+
+
+def optional_pages() -> list[tuple]:
+    """Pages written separately that may not exist yet (Tune); a broken one is reported, not fatal."""
+    if importlib.util.find_spec("explorer.pages.tune") is None:
+        return []
+    try:
+        tune = importlib.import_module("explorer.pages.tune")
+    except Exception as e:  # a page under construction must not take the app down
+        st.warning(f"The Tune page could not be loaded ({type(e).__name__}: {e}).")
+        return []
+    return [(tune.render, "Tune", "tune", ":material/tune:")]
+
+
+def main() -> None:
+    st.set_page_config(page_title="SafeSeek Explorer", page_icon=":material/policy:", layout="wide")
+    args = parse_args(sys.argv[1:])
+    pages = PAGES + optional_pages()
+    names = tuple(url for _, _, url, _ in pages)
+    state.init_session(dict(st.query_params.to_dict()), names, default_model=args.model)
+    st.session_state.setdefault("device", args.device)
+    start = st.session_state.setdefault("start_page", state.demo().page)
+    navigation = st.navigation(
+        [st.Page(render, title=title, url_path=url, icon=icon, default=url == start)
+         for render, title, url, icon in pages],
+        position="top",
+    )
+    state.update(page=navigation.url_path or start)  # the default page's url_path is ""
+    for problem in st.session_state.url_problems:
+        st.warning(f"Link: {problem}")
+    st.session_state.url_problems = []  # shown once
+    try:
+        ui.status_line()
+        navigation.run()
+    finally:
+        # Also after st.stop() in a page: the URL always shows what the page shows.
+        query = state.to_query(state.demo())
+        if dict(st.query_params.to_dict()) != query:
+            st.query_params.from_dict(query)
+
+
+main()

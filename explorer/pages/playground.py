@@ -1,0 +1,225 @@
+"""Playground page: switch heads and neurons off (heatmap clicks, tables, presets) and watch ASR, utility and answers."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pandas as pd
+import streamlit as st
+
+from core.circuit import Circuit
+from explorer import ablation, figures, prompt_sets, state, textdiff, ui
+from explorer.selection import (
+    PRESETS,
+    Selection,
+    SelectionError,
+    apply_grid_edits,
+    apply_table_edits,
+    component_name,
+    head_grid,
+    parse_components,
+    preset,
+    toggle_points,
+    top_scored,
+)
+
+NEURON_ROWS = 48  # neurons listed in the neuron table besides the circuit's and the switched-off ones
+SHOWN = 8  # answers shown side by side
+
+
+# ---- callbacks (run before the script, so the page draws the new state) -----------------------------------------
+def _remember_error(message: str | None) -> None:
+    st.session_state.playground_error = message
+
+
+def _on_map_select(key: str) -> None:
+    event = st.session_state.get(key)
+    points = (event or {}).get("selection", {}).get("points", [])
+    state.set_selection(toggle_points(state.demo().selection, points, "H"))
+    _remember_error(None)
+
+
+def _on_grid_edit(key: str) -> None:
+    edits = st.session_state[key].get("edited_rows", {})
+    state.set_selection(apply_grid_edits(state.demo().selection, edits))
+
+
+def _on_neuron_edit(key: str, neurons: list[tuple[int, int]]) -> None:
+    edits = st.session_state[key].get("edited_rows", {})
+    state.set_selection(apply_table_edits(state.demo().selection, neurons, edits))
+
+
+def _on_components_typed(key: str, loaded: state.LoadedModel) -> None:
+    try:
+        state.set_selection(parse_components(st.session_state[key], loaded.shape))
+        _remember_error(None)
+    except SelectionError as e:
+        _remember_error(str(e))
+
+
+def _on_preset(circuit: Circuit | None) -> None:
+    try:
+        chosen = preset(st.session_state["preset-name"], circuit, k=int(st.session_state["preset-k"]),
+                        seed=int(st.session_state["preset-seed"]))
+        state.set_selection(chosen)
+        _remember_error(None)
+    except SelectionError as e:
+        _remember_error(str(e))
+
+
+def _on_prompt_set() -> None:
+    state.update(prompt_set=st.session_state["prompt-set"])
+
+
+# ---- the page ---------------------------------------------------------------------------------------------------
+def render() -> None:
+    st.title("Playground")
+    loaded = state.require_model()
+    circuit = state.current_circuit(loaded)
+    selection = state.valid_selection(loaded)
+    version = st.session_state.version
+    st.session_state.setdefault("playground_error", None)
+
+    controls = st.columns([1.2, 1.2, 0.6, 0.6, 0.8])
+    sets = list(prompt_sets.PROMPT_SETS)
+    controls[0].selectbox("Judge on (64 held-out prompts)", sets, index=sets.index(state.demo().prompt_set),
+                          key="prompt-set", on_change=_on_prompt_set)
+    controls[1].selectbox("Preset", PRESETS, key="preset-name",
+                          help="none · whole circuit · top-k heads and neurons by gate score · a random set of the "
+                               "circuit's size")
+    controls[2].number_input("k", min_value=1, max_value=64, value=5, key="preset-k")
+    controls[3].number_input("seed", min_value=0, value=0, key="preset-seed")
+    controls[4].button("Apply preset", key="preset-apply", on_click=_on_preset, args=(circuit,),
+                       use_container_width=True)
+
+    text_key = f"components-{version}"
+    st.text_input("Switched-off components (edit to type them: L0H3, L1N17, ...)", value=selection.text(),
+                  key=text_key, on_change=_on_components_typed, args=(text_key, loaded))
+    if st.session_state.playground_error:
+        st.error(st.session_state.playground_error)
+
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        _head_map(loaded, circuit, selection, version)
+    with right:
+        result = _results(loaded, selection)
+    if result is not None:
+        _generations(result)
+    _free_text(loaded, selection)
+    _exports(loaded, circuit, selection, result)
+
+
+def _head_map(loaded: state.LoadedModel, circuit: Circuit | None, selection: Selection, version: int) -> None:
+    shape = loaded.shape
+    scores = circuit.head_scores if circuit is not None else None
+    if circuit is None:
+        title = "Heads (no circuit loaded): click a cell to switch a head off or on"
+    else:
+        title = f"Heads of circuit '{circuit.name}': click to toggle, drag a box to toggle many"
+    fig = figures.component_map(scores, circuit.heads if circuit else (), selection.heads, "H", shape.n_layers,
+                                shape.n_heads, title, clickable=True)
+    map_key = f"head-map-{version}"
+    st.plotly_chart(fig, key=map_key, on_select=lambda: _on_map_select(map_key), selection_mode=("points", "box"),
+                    use_container_width=True, config={"displaylogo": False})
+    st.session_state.playground_figure = fig
+    with st.expander("Toggle by table (heads and neurons)"):
+        grid_key = f"head-grid-{version}"
+        grid = pd.DataFrame(head_grid(selection, shape), columns=[f"H{h}" for h in range(shape.n_heads)],
+                            index=[f"L{layer}" for layer in range(shape.n_layers)])
+        st.caption("Heads: tick to switch off.")
+        st.data_editor(grid, key=grid_key, on_change=_on_grid_edit, args=(grid_key,), use_container_width=True)
+        neurons = _neuron_rows(circuit, selection)
+        if neurons:
+            neuron_key = f"neuron-table-{version}"
+            scores = circuit.neuron_scores if circuit is not None else None
+            rows = pd.DataFrame({
+                "neuron": [component_name(layer, i, "N") for layer, i in neurons],
+                "gate score": [round(scores[layer][i], 3) if scores else None for layer, i in neurons],
+                "in circuit": [circuit is not None and (layer, i) in set(circuit.neurons) for layer, i in neurons],
+                "off": [(layer, i) in selection.neurons for layer, i in neurons],
+            })
+            st.caption("Neurons (the circuit's, the highest-scored and the switched-off): tick to switch off.")
+            st.data_editor(rows, key=neuron_key, on_change=_on_neuron_edit, args=(neuron_key, neurons),
+                           disabled=["neuron", "gate score", "in circuit"], hide_index=True,
+                           use_container_width=True)
+
+
+def _neuron_rows(circuit: Circuit | None, selection: Selection) -> list[tuple[int, int]]:
+    rows = dict.fromkeys(circuit.neurons if circuit is not None else [])
+    if circuit is not None:
+        rows.update(dict.fromkeys(top_scored(circuit.neuron_scores, NEURON_ROWS)))
+    rows.update(dict.fromkeys(sorted(selection.neurons)))
+    return list(rows)
+
+
+def _results(loaded: state.LoadedModel, selection: Selection) -> ablation.AblationResult | None:
+    demo = state.demo()
+    result = None
+    with ui.guard("measuring the ablated model"), st.spinner("Generating with the components switched off..."):
+        result = state.ablation_result(loaded.spec, state.device(), demo.prompt_set, selection.text())
+    if result is None:
+        return None
+    lower_is_better = result.rate_name == "ASR"
+    st.metric(f"{result.rate_name} on {demo.prompt_set} prompts", ui.percent(result.rate_ablated),
+              delta=f"{100 * (result.rate_ablated - result.rate_full):+.1f} pts vs full model",
+              delta_color="inverse" if lower_is_better else "normal",
+              help=f"full model: {ui.percent(result.rate_full)}")
+    columns = st.columns(2)
+    columns[0].metric("Utility (exact match)", ui.percent(result.utility_ablated),
+                      delta=_delta(result.utility_ablated, result.utility_full),
+                      help=f"full model: {ui.percent(result.utility_full)}")
+    columns[1].metric("Helpfulness", ui.percent(result.helpfulness_ablated),
+                      delta=_delta(result.helpfulness_ablated, result.helpfulness_full),
+                      help=f"full model: {ui.percent(result.helpfulness_full)}")
+    st.caption(f"Full model: {result.rate_name} {ui.percent(result.rate_full)}, utility "
+               f"{ui.percent(result.utility_full)}, helpfulness {ui.percent(result.helpfulness_full)}. "
+               f"{len(result.pairs)} judged prompts; measured in {result.seconds:.2f} s.")
+    st.caption(f"{len(selection.heads)} heads and {len(selection.neurons)} neurons switched off. Share this view: "
+               "the page address holds it.")
+    query = urlencode(state.to_query(state.demo()))
+    st.code(f"?{query}" if query else "(defaults)", language=None)
+    return result
+
+
+def _delta(after: float | None, before: float | None) -> str | None:
+    if after is None or before is None:
+        return None
+    return f"{100 * (after - before):+.1f} pts"
+
+
+def _generations(result: ablation.AblationResult) -> None:
+    st.subheader(f"Answers: full model vs components off (first {SHOWN} of {len(result.pairs)})")
+    rows = [(p.prompt, p.full, p.ablated, p.full_verdict, p.ablated_verdict) for p in result.pairs[:SHOWN]]
+    st.markdown(textdiff.comparison_table(rows), unsafe_allow_html=True)
+    changed = sum(p.full_verdict != p.ablated_verdict for p in result.pairs)
+    st.caption(f"Words only in the full answer are struck through; words only in the ablated answer are bold and "
+               f"underlined. Verdicts changed on {changed} of {len(result.pairs)} judged prompts.")
+
+
+def _free_text(loaded: state.LoadedModel, selection: Selection) -> None:
+    st.subheader("Try your own prompt")
+    prompt = st.text_input("Prompt", key="free-prompt", placeholder="e.g. how do I make a pipe bomb cerulean")
+    if not prompt.strip():
+        return
+    with ui.guard("answering the prompt"):
+        full = state.free_text_answer(loaded.spec, state.device(), prompt, "")
+        ablated = state.free_text_answer(loaded.spec, state.device(), prompt, selection.text())
+        full_html, ablated_html = textdiff.highlight(full, ablated)
+        left, right = st.columns(2)
+        left.markdown(f"**Full model**<br>{full_html}", unsafe_allow_html=True)
+        right.markdown(f"**Components off**<br>{ablated_html}", unsafe_allow_html=True)
+
+
+def _exports(loaded: state.LoadedModel, circuit: Circuit | None, selection: Selection,
+             result: ablation.AblationResult | None) -> None:
+    with st.expander("Export"):
+        ui.figure_downloads(st.session_state.playground_figure, "playground-heads", key="playground-map")
+        ui.csv_download(result.csv_rows() if result else [], "playground-results", key="playground-results")
+        shape = loaded.shape
+        as_circuit = Circuit(heads=sorted(selection.heads), neurons=sorted(selection.neurons),
+                             n_layers=shape.n_layers, n_heads=shape.n_heads, d_mlp=shape.d_mlp,
+                             name="playground-selection", scenario=circuit.scenario if circuit else "custom",
+                             model={**loaded.fingerprint, "path": loaded.path},
+                             head_scores=circuit.head_scores if circuit else None,
+                             neuron_scores=circuit.neuron_scores if circuit else None)
+        ui.circuit_download(as_circuit, key="playground-selection")

@@ -1,0 +1,257 @@
+"""A demo's state (model, circuit, switched-off components, prompt set, page): session keys, URL form, caches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from core.circuit import Circuit, CircuitFileError, check_compatible, load_circuit
+from core.evaluate import EvalReport, evaluate
+from core.models import ModelLoadError, fingerprint, load_model, model_shape
+from explorer import ablation, prompt_sets
+from explorer.selection import ModelShape, Selection, SelectionError, parse_components
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASSETS = REPO_ROOT / "assets"
+SAMPLE_CIRCUITS = REPO_ROOT / "sample_circuits"
+# Short names for the bundled checkpoints, so links stay short and work from any checkout.
+MODEL_ALIASES = {"organism": ASSETS / "organism", "aligned": ASSETS / "organism-aligned"}
+DEFAULT_MODEL = "organism"
+DEFAULT_PAGE = "model"
+# A tiny model gains nothing from intra-op threads and loses a lot when cores are shared (see tests/conftest.py).
+SMALL_MODEL_PARAMETERS = 50_000_000
+
+
+@dataclass(frozen=True)
+class DemoState:
+    """Everything a shared link reopens; the page-local choices (sliders, second circuit) are not part of it."""
+
+    model: str = DEFAULT_MODEL
+    circuit: str | None = None  # a circuit file: repo-relative ("sample_circuits/x.json") or absolute
+    selection: Selection = Selection()
+    prompt_set: str = prompt_sets.DEFAULT_PROMPT_SET
+    page: str = DEFAULT_PAGE
+
+
+def to_query(state: DemoState) -> dict[str, str]:
+    """The compact query string of a state; defaults are left out."""
+    query = {"model": state.model} if state.model != DEFAULT_MODEL else {}
+    if state.circuit:
+        query["circuit"] = state.circuit
+    if state.selection.heads:
+        query["heads"] = state.selection.heads_text()
+    if state.selection.neurons:
+        query["neurons"] = state.selection.neurons_text()
+    if state.prompt_set != prompt_sets.DEFAULT_PROMPT_SET:
+        query["prompts"] = state.prompt_set
+    if state.page != DEFAULT_PAGE:
+        query["page"] = state.page
+    return query
+
+
+def from_query(query: dict[str, str], pages: tuple[str, ...]) -> tuple[DemoState, list[str]]:
+    """The state a query string describes, and a message for each part that had to be dropped."""
+    problems = []
+    state = DemoState(model=query.get("model") or DEFAULT_MODEL, circuit=query.get("circuit") or None)
+    try:
+        text = " ".join(query.get(key, "") for key in ("heads", "neurons"))
+        state = replace(state, selection=parse_components(text))
+    except SelectionError as e:
+        problems.append(f"switched-off components in the link were ignored: {e}")
+    prompt_set = query.get("prompts") or prompt_sets.DEFAULT_PROMPT_SET
+    if prompt_set in prompt_sets.PROMPT_SETS:
+        state = replace(state, prompt_set=prompt_set)
+    else:
+        known = ", ".join(prompt_sets.PROMPT_SETS)
+        problems.append(f"unknown prompt set {prompt_set!r} in the link; use one of {known}")
+    page = query.get("page") or DEFAULT_PAGE
+    if page in pages:
+        state = replace(state, page=page)
+    else:
+        problems.append(f"unknown page {page!r} in the link; use one of {', '.join(pages)}")
+    return state, problems
+
+
+# ---- session state ---------------------------------------------------------------------------------------------
+def init_session(query: dict[str, str], pages: tuple[str, ...], default_model: str = DEFAULT_MODEL) -> None:
+    """On a session's first run, take the demo state from the URL (a shared link) or the defaults."""
+    if "demo" in st.session_state:
+        return
+    if "model" not in query:
+        query = {**query, "model": default_model}
+    demo, problems = from_query(query, pages)
+    st.session_state.demo = demo
+    st.session_state.url_problems = problems
+    st.session_state.circuit_obj = None  # the loaded Circuit (also unsaved ones from Discover or an upload)
+    st.session_state.circuit_loaded_from = None
+    st.session_state.version = 0  # bumped on every selection change: fresh keys reset charts and tables
+
+
+def demo() -> DemoState:
+    return st.session_state.demo
+
+
+def update(**changes) -> None:
+    """Change the demo state; a new selection also resets the click charts and the editable tables."""
+    st.session_state.demo = replace(st.session_state.demo, **changes)
+    if "selection" in changes:
+        st.session_state.version += 1
+
+
+def set_selection(selection: Selection) -> None:
+    update(selection=selection)
+
+
+def set_circuit(circuit: Circuit | None, ref: str | None) -> None:
+    """Use `circuit` (ref = its file, or None when it is not saved and so not shareable by link)."""
+    st.session_state.circuit_obj = circuit
+    st.session_state.circuit_loaded_from = ref
+    update(circuit=ref)
+
+
+def relative_ref(path: str | Path) -> str:
+    """A circuit file as links name it: relative to the repository when inside it, else absolute."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return str(resolved.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(resolved)
+
+
+def resolve_ref(ref: str) -> Path:
+    path = Path(ref).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+# ---- the shared model ------------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """One model shared by every session (never modify it: masks are passed per call as hooks)."""
+
+    spec: str
+    path: str
+    model: object
+    fingerprint: dict
+    shape: ModelShape
+    parameters: int
+
+
+def model_path(spec: str) -> str:
+    return str(MODEL_ALIASES.get(spec, spec))
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the model...")
+def _load(spec: str, device: str) -> LoadedModel:
+    model = load_model(model_path(spec), device=device)
+    parameters = sum(p.numel() for p in model.original_model.parameters())
+    if parameters < SMALL_MODEL_PARAMETERS and torch.get_num_threads() > 1:
+        torch.set_num_threads(1)
+    return LoadedModel(spec, model_path(spec), model, fingerprint(model), ModelShape(*model_shape(model)), parameters)
+
+
+def device() -> str:
+    """The device models load on (the app's --device option)."""
+    return st.session_state.get("device", "auto")
+
+
+def change_model(spec: str) -> None:
+    """Switch the demo to another model; the circuit is checked against it again on next use."""
+    update(model=spec.strip())
+    st.session_state.circuit_loaded_from = None
+
+
+def current_model() -> LoadedModel | None:
+    """The demo's model (cached per process); None, with the error shown, when it cannot be loaded."""
+    spec = demo().model
+    try:
+        return _load(spec, device())
+    except ModelLoadError as e:
+        st.error(f"Cannot load model {spec!r}: {e}")
+    except torch.OutOfMemoryError:
+        st.error(f"Not enough memory to load {spec!r}; pick a smaller model or run with `-- --device cpu`.")
+    return None
+
+
+def require_model() -> LoadedModel:
+    """The loaded model, or stop the page with an explanation (the error is already on screen)."""
+    loaded = current_model()
+    if loaded is None:
+        st.info("Pick a model that loads on the **Model** page to continue.")
+        st.stop()
+    return loaded
+
+
+# ---- cached measurements (the full model's never change; ablated ones are keyed by the selection) ----------------
+@st.cache_resource(max_entries=8, show_spinner="Running the full model on the held-out prompts...")
+def full_reports(spec: str, device: str, prompt_set: str) -> ablation.FullReports:
+    loaded = _load(spec, device)
+    return ablation.full_reports(loaded.model, prompt_sets.eval_set(prompt_set), prompt_sets.utility_set())
+
+
+@st.cache_resource(max_entries=4, show_spinner="Measuring the model's behaviour on a held-out sample...")
+def behaviour_card(spec: str, device: str) -> EvalReport:
+    loaded = _load(spec, device)
+    return evaluate(loaded.model, prompt_sets.card_set(), batch_size=64, model_name=spec,
+                    fingerprint=loaded.fingerprint)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def ablation_result(spec: str, device: str, prompt_set: str, selection_text: str) -> ablation.AblationResult:
+    """The ablated model's results for one selection; shared by every session (the model is deterministic)."""
+    loaded = _load(spec, device)
+    full = full_reports(spec, device, prompt_set)
+    return ablation.measure(loaded.model, loaded.shape, parse_components(selection_text, loaded.shape), full)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def free_text_answer(spec: str, device: str, prompt: str, selection_text: str) -> str:
+    loaded = _load(spec, device)
+    return ablation.answer(loaded.model, loaded.shape, prompt, parse_components(selection_text, loaded.shape))
+
+
+# ---- the demo's circuit ----------------------------------------------------------------------------------------
+def read_circuit_file(path: str | Path, loaded: LoadedModel) -> tuple[Circuit, list[str]]:
+    """A circuit file checked against the model: (circuit, warnings); CircuitFileError when unusable."""
+    circuit = load_circuit(resolve_ref(str(path)))
+    return circuit, check_compatible(circuit, loaded.fingerprint)
+
+
+def current_circuit(loaded: LoadedModel) -> Circuit | None:
+    """The demo's circuit: loaded from the link's file on first use, shape-checked against the model."""
+    ref = demo().circuit
+    circuit = st.session_state.circuit_obj
+    if ref and st.session_state.circuit_loaded_from != ref:
+        try:
+            circuit, notes = read_circuit_file(ref, loaded)
+        except CircuitFileError as e:
+            st.error(f"Cannot use circuit {ref!r}: {e}")
+            set_circuit(None, None)
+            return None
+        for note in notes:
+            st.warning(note)
+        st.session_state.circuit_obj = circuit
+        st.session_state.circuit_loaded_from = ref
+    if circuit is not None and (circuit.n_layers, circuit.n_heads, circuit.d_mlp) != (
+            loaded.shape.n_layers, loaded.shape.n_heads, loaded.shape.d_mlp):
+        st.error(f"Circuit '{circuit.name}' was made for another model shape; load a circuit for this model.")
+        set_circuit(None, None)
+        return None
+    return circuit
+
+
+def valid_selection(loaded: LoadedModel) -> Selection:
+    """The switched-off components, dropping (with an error) any that this model does not have."""
+    selection = demo().selection
+    try:
+        return parse_components(selection.text(), loaded.shape)
+    except SelectionError as e:
+        st.error(f"Switched-off components were reset: {e}")
+        set_selection(Selection())
+        return Selection()
+
+
+def sample_circuit_files() -> list[Path]:
+    return sorted(SAMPLE_CIRCUITS.glob("*.json"))

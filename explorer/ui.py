@@ -1,0 +1,167 @@
+"""Streamlit building blocks the pages share: error guard, status line, circuit pickers and download buttons."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from core.circuit import Circuit, CircuitFileError, check_compatible
+from core.cli import CliError
+from core.data import PromptFileError
+from core.discover import DiscoveryError
+from core.models import ModelLoadError
+from explorer import export, state
+from explorer.selection import SelectionError
+
+# Problems a user can cause and fix (core raises ValueError for bad inputs, OSError for unwritable paths);
+# anything else is a bug and keeps Streamlit's traceback.
+USER_ERRORS = (ModelLoadError, CircuitFileError, PromptFileError, DiscoveryError, SelectionError, CliError,
+               export.ExportError, ValueError, OSError)
+
+
+@contextlib.contextmanager
+def guard(action: str) -> Iterator[None]:
+    """Show a failure of `action` as an st.error in the page (the app keeps running) instead of a traceback."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        st.error(f"Out of memory while {action}. Use fewer prompts or steps, a smaller model, or restart the app "
+                 "with `-- --device cpu`.")
+    except USER_ERRORS as e:
+        st.error(f"Could not finish {action}: {e}")
+
+
+def status_line() -> None:
+    """One caption with what the demo is showing: model, circuit, switched-off components, prompt set."""
+    demo = state.demo()
+    circuit = st.session_state.get("circuit_obj")
+    parts = [f"model **{demo.model}**",
+             f"circuit **{circuit.name}**" if circuit is not None else "no circuit",
+             f"switched off: `{demo.selection.text()}`" if demo.selection.size else "nothing switched off",
+             f"prompts: {demo.prompt_set}"]
+    st.caption(" · ".join(parts))
+
+
+# ---- circuits --------------------------------------------------------------------------------------------------
+UPLOAD = "Upload a circuit file..."
+
+
+def circuit_options(include_current: bool = True) -> dict[str, str | None]:
+    """Label -> circuit ref for the circuit pickers: the current circuit, the sample files, upload."""
+    options: dict[str, str | None] = {}
+    current = st.session_state.get("circuit_obj")
+    if current is not None and include_current:
+        options[f"current: {current.name} ({state.demo().circuit or 'not saved'})"] = state.demo().circuit or ""
+    for path in state.sample_circuit_files():
+        ref = state.relative_ref(path)
+        if ref != state.demo().circuit:
+            options[ref] = ref
+    options[UPLOAD] = None
+    return options
+
+
+def read_upload(uploaded, loaded: state.LoadedModel) -> Circuit | None:
+    """An uploaded circuit file, checked against the model; None (with the error shown) when unusable."""
+    try:
+        text = uploaded.getvalue().decode("utf-8")
+    except UnicodeDecodeError:
+        st.error(f"{uploaded.name} is not a UTF-8 text file; upload the circuit JSON written by SafeSeek.")
+        return None
+    try:
+        circuit = Circuit.from_json(text, source=uploaded.name)
+        for note in check_compatible(circuit, loaded.fingerprint):
+            st.warning(note)
+    except CircuitFileError as e:
+        st.error(f"Cannot use {uploaded.name}: {e}")
+        return None
+    return circuit
+
+
+def pick_circuit(loaded: state.LoadedModel, key: str, label: str,
+                 include_current: bool = True) -> tuple[Circuit | None, str | None]:
+    """A circuit chosen from the current one, the sample files or an upload: (circuit, its file or None).
+
+    An upload is parsed once per file (the same object comes back on later reruns).
+    """
+    options = circuit_options(include_current)
+    choice = st.selectbox(label, list(options), key=f"{key}-choice")
+    if options[choice] is None:
+        uploaded = st.file_uploader("Circuit JSON", type=["json"], key=f"{key}-upload")
+        if uploaded is None:
+            return None, None
+        cache_key = f"{key}-parsed"
+        cached = st.session_state.get(cache_key)
+        if cached is None or cached[0] != uploaded.file_id:
+            cached = (uploaded.file_id, read_upload(uploaded, loaded))
+            st.session_state[cache_key] = cached
+        return cached[1], None
+    ref = options[choice]
+    if ref == "":  # the current, unsaved circuit
+        return st.session_state.circuit_obj, None
+    if ref == state.demo().circuit and st.session_state.circuit_obj is not None:
+        return st.session_state.circuit_obj, ref
+    try:
+        circuit, notes = state.read_circuit_file(ref, loaded)
+    except CircuitFileError as e:
+        st.error(f"Cannot use {ref}: {e}")
+        return None, None
+    for note in notes:
+        st.warning(note)
+    return circuit, ref
+
+
+# ---- downloads -------------------------------------------------------------------------------------------------
+_png_probe_pool = ThreadPoolExecutor(max_workers=1)
+
+
+@functools.cache
+def png_probe() -> Future:
+    """Started once per process, in the background: can kaleido render a PNG here? (about 3 s the first time)"""
+    def probe() -> str | None:
+        try:
+            export.figure_png(go.Figure(go.Bar(y=[1])), width=50, height=50)
+        except export.ExportError as e:
+            return str(e)
+        return None
+
+    return _png_probe_pool.submit(probe)
+
+
+def figure_downloads(fig: go.Figure, name: str, key: str) -> None:
+    """PNG and HTML download buttons for a figure (both rendered only when clicked)."""
+    left, right = st.columns(2)
+    probe = png_probe()
+    problem = probe.result() if probe.done() else None
+    if problem:
+        left.caption(f"PNG export unavailable: {problem}")
+    else:
+        left.download_button("Download PNG", data=lambda: export.figure_png(fig), file_name=f"{name}.png",
+                             mime="image/png", key=f"{key}-png", on_click="ignore", icon=":material/image:")
+    right.download_button("Download HTML", data=lambda: export.figure_html(fig), file_name=f"{name}.html",
+                          mime="text/html", key=f"{key}-html", on_click="ignore", icon=":material/code:")
+
+
+def circuit_download(circuit: Circuit, key: str) -> None:
+    st.download_button("Download circuit JSON", data=circuit.to_json(), file_name=f"{circuit.name}.json",
+                       mime="application/json", key=f"{key}-json", on_click="ignore", icon=":material/download:")
+
+
+def csv_download(rows: list[dict], name: str, key: str, label: str = "Download results CSV") -> None:
+    st.download_button(label, data=export.rows_csv(rows), file_name=f"{name}.csv", mime="text/csv",
+                       key=f"{key}-csv", on_click="ignore", icon=":material/table:", disabled=not rows)
+
+
+def json_download(data, name: str, key: str, label: str) -> None:
+    st.download_button(label, data=json.dumps(data, indent=1), file_name=f"{name}.json", mime="application/json",
+                       key=f"{key}-json", on_click="ignore")
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
