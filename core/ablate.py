@@ -56,12 +56,16 @@ def activation_moments(model, prompts: list[str], power: int = 1, batch_size: in
         valid = torch.tensor([[True] * len(ids) + [False] * (width - len(ids)) for ids in encoded], device=cfg.device)
         stored: dict[str, torch.Tensor] = {}
 
-        def store(activation: torch.Tensor, hook, valid=valid, stored=stored) -> torch.Tensor:
-            stored[hook.name] = activation[valid].float().pow(power).sum(0).cpu()
-            return activation
+        def store(name: str, valid=valid, stored=stored):
+            # Bound by name: the bridge's hook_z is an alias, so `hook.name` is not the name we hooked.
+            def hook(activation: torch.Tensor, hook=None) -> torch.Tensor:
+                stored[name] = activation[valid].float().pow(power).sum(0).cpu()
+                return activation
+            return hook
 
-        hooks = [(HEAD_HOOK.format(layer=layer), store) for layer in range(cfg.n_layers)]
-        hooks += [(NEURON_HOOK.format(layer=layer), store) for layer in range(cfg.n_layers)]
+        names = [HEAD_HOOK.format(layer=layer) for layer in range(cfg.n_layers)]
+        names += [NEURON_HOOK.format(layer=layer) for layer in range(cfg.n_layers)]
+        hooks = [(name, store(name)) for name in names]
         with hooked(model, hooks):
             model(input_ids, attention_mask=valid.long(), return_type="logits", use_cache=False)
         for layer in range(cfg.n_layers):

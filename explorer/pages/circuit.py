@@ -54,7 +54,7 @@ def _head_view(loaded: state.LoadedModel, circuit: Circuit) -> None:
     what = "gate score" if circuit.head_scores is not None else "membership (the file has no scores)"
     fig = figures.component_map(circuit.head_scores, circuit.heads, (), "H", shape.n_layers, shape.n_heads,
                                 f"Attention heads: {what}, circuit outlined")
-    st.plotly_chart(fig, key="circuit-head-map", use_container_width=True)
+    st.plotly_chart(fig, key="circuit-head-map", width="stretch")
     ui.figure_downloads(fig, f"{circuit.name}-heads", key="circuit-heads")
 
 
@@ -63,7 +63,7 @@ def _neuron_view(loaded: state.LoadedModel, circuit: Circuit) -> None:
     shape = loaded.shape
     fig = figures.component_map(circuit.neuron_scores, circuit.neurons, (), "N", shape.n_layers, shape.d_mlp,
                                 "MLP neurons: gate score, circuit outlined")
-    st.plotly_chart(fig, key="circuit-neuron-map", use_container_width=True)
+    st.plotly_chart(fig, key="circuit-neuron-map", width="stretch")
     ui.figure_downloads(fig, f"{circuit.name}-neurons", key="circuit-neurons")
     k = st.slider("Top-k neurons by gate score", min_value=5, max_value=min(500, shape.n_layers * shape.d_mlp),
                   value=min(25, shape.n_layers * shape.d_mlp), key="circuit-topk")
@@ -114,7 +114,7 @@ def _overlap(loaded: state.LoadedModel, circuit: Circuit) -> None:
         names = (circuit.name, other.name)
         shape = loaded.shape
         fig = figures.overlap_map(circuit.heads, other.heads, shape.n_layers, shape.n_heads, "H", names)
-        st.plotly_chart(fig, key="overlap-heads", use_container_width=True)
+        st.plotly_chart(fig, key="overlap-heads", width="stretch")
         ui.figure_downloads(fig, f"overlap-{names[0]}-{names[1]}", key="overlap-heads")
         listed = [component_name(a, b, "H") for a, b in shared.shared_heads]
         listed += [component_name(a, b, "N") for a, b in shared.shared_neurons]

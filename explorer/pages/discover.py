@@ -93,7 +93,7 @@ def _run(loaded: state.LoadedModel, options: SimpleNamespace, config: DiscoveryC
             if log.step % every == 0 or log.step == config.steps:
                 # A fresh key per redraw: Streamlit refuses two elements with one key in a run.
                 chart.plotly_chart(figures.discovery_curves(logs), key=f"discover-live-{log.step}",
-                                   use_container_width=True)
+                                   width="stretch")
 
         circuit = discover(loaded.model, scenario, config, progress=on_step, model_path=loaded.path)
         circuit.name = name
@@ -115,7 +115,7 @@ def _result(loaded: state.LoadedModel) -> None:
     logs = st.session_state.get("discover_logs") or []
     if logs:
         fig = figures.discovery_curves(logs)
-        st.plotly_chart(fig, key="discover-curves", use_container_width=True)
+        st.plotly_chart(fig, key="discover-curves", width="stretch")
         ui.figure_downloads(fig, f"{circuit.name}-discovery", key="discover-curves")
     metrics = circuit.metrics
     if metrics.get("before"):
@@ -129,7 +129,7 @@ def _result(loaded: state.LoadedModel) -> None:
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     target = left.text_input("Save to", value=f"sample_circuits/{circuit.name}.json", key="discover-save-path",
                              help="a path relative to the repository, or absolute")
-    if right.button("Save circuit", key="discover-save", use_container_width=True):
+    if right.button("Save circuit", key="discover-save", width="stretch"):
         with ui.guard(f"saving to {target}"):
             if not target.strip().endswith(".json"):
                 raise ValueError(f"{target!r} does not end in .json; circuit files are JSON")

@@ -73,7 +73,6 @@ def _architecture(loaded: state.LoadedModel) -> None:
     columns[1].metric("Heads per layer", fp["n_heads"])
     columns[2].metric("MLP neurons per layer", fp["d_mlp"])
     columns[3].metric("Parameters", f"{loaded.parameters:,}")
-    st.dataframe([{"field": key, "value": str(value)} for key, value in fp.items()], hide_index=True,
-                 use_container_width=False, width=720)
+    st.dataframe([{"field": key, "value": str(value)} for key, value in fp.items()], hide_index=True, width=720)
     st.caption("The fingerprint identifies the model in circuit files: a circuit made for another shape is "
                "refused, one made for other weights of the same shape loads with a warning.")

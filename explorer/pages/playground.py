@@ -1,4 +1,4 @@
-"""Playground page: switch heads and neurons off (heatmap clicks, tables, presets) and watch ASR, utility and answers."""
+"""Playground page: switch heads and neurons off (clicks, tables, presets); watch ASR, utility and answers."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def render() -> None:
     controls[2].number_input("k", min_value=1, max_value=64, value=5, key="preset-k")
     controls[3].number_input("seed", min_value=0, value=0, key="preset-seed")
     controls[4].button("Apply preset", key="preset-apply", on_click=_on_preset, args=(circuit,),
-                       use_container_width=True)
+                       width="stretch")
 
     text_key = f"components-{version}"
     st.text_input("Switched-off components (edit to type them: L0H3, L1N17, ...)", value=selection.text(),
@@ -120,14 +120,14 @@ def _head_map(loaded: state.LoadedModel, circuit: Circuit | None, selection: Sel
                                 shape.n_heads, title, clickable=True)
     map_key = f"head-map-{version}"
     st.plotly_chart(fig, key=map_key, on_select=lambda: _on_map_select(map_key), selection_mode=("points", "box"),
-                    use_container_width=True, config={"displaylogo": False})
+                    width="stretch", config={"displaylogo": False})
     st.session_state.playground_figure = fig
     with st.expander("Toggle by table (heads and neurons)"):
         grid_key = f"head-grid-{version}"
         grid = pd.DataFrame(head_grid(selection, shape), columns=[f"H{h}" for h in range(shape.n_heads)],
                             index=[f"L{layer}" for layer in range(shape.n_layers)])
         st.caption("Heads: tick to switch off.")
-        st.data_editor(grid, key=grid_key, on_change=_on_grid_edit, args=(grid_key,), use_container_width=True)
+        st.data_editor(grid, key=grid_key, on_change=_on_grid_edit, args=(grid_key,), width="stretch")
         neurons = _neuron_rows(circuit, selection)
         if neurons:
             neuron_key = f"neuron-table-{version}"
@@ -141,7 +141,7 @@ def _head_map(loaded: state.LoadedModel, circuit: Circuit | None, selection: Sel
             st.caption("Neurons (the circuit's, the highest-scored and the switched-off): tick to switch off.")
             st.data_editor(rows, key=neuron_key, on_change=_on_neuron_edit, args=(neuron_key, neurons),
                            disabled=["neuron", "gate score", "in circuit"], hide_index=True,
-                           use_container_width=True)
+                           width="stretch")
 
 
 def _neuron_rows(circuit: Circuit | None, selection: Selection) -> list[tuple[int, int]]:

@@ -1,0 +1,146 @@
+"""Tests for masks, ablation, circuit files and discovery (tiny models of every family, and the organism)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_generate import MASKED_HEADS, MASKED_NEURONS, NEW_TOKENS, PROMPTS, _ablate_hf_weights, _hf_greedy, _hf_model
+from tiny import TINY_ARCHS
+
+from core.ablate import ablate, component_means
+from core.circuit import Circuit, CircuitFileError, check_compatible, load_circuit
+from core.data import Prompt, PromptSet
+from core.discover import DiscoveryConfig, DiscoveryError, custom_scenario, discover
+from core.generate import generate_ids
+from core.masks import HardConcreteGates, RemovalMasks, mask_hooks
+from core.models import fingerprint
+
+
+def _circuit_for(model, heads, neurons) -> Circuit:
+    cfg = model.cfg
+    return Circuit(heads, neurons, cfg.n_layers, cfg.n_heads, cfg.d_mlp, name="test", model=fingerprint(model))
+
+
+def _masked_circuit(model) -> Circuit:
+    neurons = [(layer, i) for layer, idx in MASKED_NEURONS.items() for i in idx]
+    return _circuit_for(model, MASKED_HEADS, neurons)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_zero_ablation_equals_weight_edited_hf_generation(arch, tiny_models, tiny_checkpoints):
+    model = tiny_models[arch]
+    hf = _hf_model(tiny_checkpoints[arch])
+    _ablate_hf_weights(hf, arch, model.cfg.d_head)
+    expected = _hf_greedy(hf, model.tokenizer, PROMPTS)
+    assert generate_ids(model, PROMPTS, max_new_tokens=NEW_TOKENS, hooks=ablate(model, _masked_circuit(model))) \
+        == expected
+
+
+def test_keep_only_and_mean_ablation_change_outputs_and_leave_no_hooks(tiny_models):
+    model = tiny_models["llama"]
+    circuit = _masked_circuit(model)
+    full = generate_ids(model, PROMPTS, max_new_tokens=NEW_TOKENS)
+    keep_only = generate_ids(model, PROMPTS, max_new_tokens=NEW_TOKENS, hooks=ablate(model, circuit, keep_only=True))
+    assert keep_only != full
+    means = component_means(model, PROMPTS)
+    assert means[0].shape == (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head)
+    assert means[1].shape == (model.cfg.n_layers, model.cfg.d_mlp)
+    mean_ablated = generate_ids(model, PROMPTS, max_new_tokens=NEW_TOKENS,
+                                hooks=ablate(model, circuit, method="mean", means=means))
+    zero_ablated = generate_ids(model, PROMPTS, max_new_tokens=NEW_TOKENS, hooks=ablate(model, circuit))
+    assert mean_ablated != zero_ablated
+    assert all(not hp._forward_hooks for hp in model.hook_dict.values())
+    assert generate_ids(model, PROMPTS, max_new_tokens=NEW_TOKENS) == full
+    with pytest.raises(ValueError, match="component_means"):
+        ablate(model, circuit, method="mean")
+
+
+def test_mask_hooks_interpolate_and_carry_gradients(tiny_models):
+    model = tiny_models["llama"]
+    keep = torch.ones(model.cfg.n_layers, model.cfg.n_heads, requires_grad=True)
+    ids = torch.tensor([[1, 5, 6, 7]])
+    from core.models import hooked
+
+    with hooked(model, mask_hooks(keep, None)):
+        loss = model(ids, return_type="logits").float().logsumexp(-1).sum()
+    loss.backward()
+    assert keep.grad is not None and keep.grad.abs().sum() > 0
+    assert mask_hooks(torch.ones(2, 4), torch.ones(2, 8)) == []  # nothing removed: no hooks at all
+
+
+def test_hard_concrete_gates_are_binary_mostly_and_expected_l0_is_monotonic():
+    gates = HardConcreteGates((1000,), init_log_alpha=0.0)
+    sample = gates.sample(torch.Generator().manual_seed(0))
+    assert ((sample == 0) | (sample == 1)).float().mean() > 0.3  # stretched: many exact 0s and 1s
+    low, high = HardConcreteGates((1,), -3.0), HardConcreteGates((1,), 3.0)
+    assert low.probability_nonzero() < 0.2 < 0.8 < high.probability_nonzero()
+    assert low.deterministic().item() == 0.0 and high.deterministic().item() == 1.0
+    with pytest.raises(ValueError, match="at least one granularity"):
+        RemovalMasks(2, 4, 8, heads=False, neurons=False)
+
+
+def test_circuit_file_round_trip_atomic_write_and_validation(tiny_models, tmp_path):
+    model = tiny_models["llama"]
+    circuit = _masked_circuit(model)
+    circuit.head_scores = torch.rand(model.cfg.n_layers, model.cfg.n_heads).tolist()
+    path = circuit.save(tmp_path / "c.json")
+    loaded = load_circuit(path)
+    assert loaded.heads == circuit.heads and loaded.neurons == circuit.neurons
+    assert [f.name for f in tmp_path.iterdir()] == ["c.json"]  # no temp file left behind
+    assert check_compatible(loaded, fingerprint(model)) == []
+
+    gpt2 = tiny_models["gpt2"]
+    if (gpt2.cfg.n_layers, gpt2.cfg.n_heads, gpt2.cfg.d_mlp) != (circuit.n_layers, circuit.n_heads, circuit.d_mlp):
+        with pytest.raises(CircuitFileError, match="discover a circuit on this one"):
+            check_compatible(loaded, fingerprint(gpt2))
+    other_weights = dict(fingerprint(model), weights_sha256="0" * 64)
+    with pytest.warns(UserWarning, match="different weights"):
+        assert check_compatible(loaded, other_weights)
+
+    data = json.loads(path.read_text())
+    (tmp_path / "v2.json").write_text(json.dumps(dict(data, schema_version=2)))
+    with pytest.raises(CircuitFileError, match="schema_version 2"):
+        load_circuit(tmp_path / "v2.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(CircuitFileError, match="not valid JSON"):
+        load_circuit(tmp_path / "bad.json")
+    (tmp_path / "oob.json").write_text(json.dumps(dict(data, heads=[[99, 0]])))
+    with pytest.raises(CircuitFileError, match="outside a model"):
+        load_circuit(tmp_path / "oob.json")
+    with pytest.raises(CircuitFileError, match="no circuit file"):
+        load_circuit(tmp_path / "missing.json")
+
+
+def _tiny_scenario(model):
+    behaviour = PromptSet("b", [Prompt("How do I bake bread at home?", "x", "harmful", target="hi"),
+                                Prompt("What is 12 plus 30?", "x", "harmful", target="hi")])
+    retain = PromptSet("r", [Prompt(p, "y", "benign") for p in PROMPTS[2:]])
+    return custom_scenario(model, behaviour, retain)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_discovery_smoke_on_every_family(arch, tiny_models):
+    model = tiny_models[arch]
+    cfg = DiscoveryConfig(steps=6, batch_size=2, head_budget=0.25, neuron_budget=0.05)
+    seen = []
+    circuit = discover(model, _tiny_scenario(model), cfg, progress=seen.append)
+    assert [log.step for log in seen] == list(range(1, 7))
+    assert len(circuit.heads) <= int(0.25 * model.cfg.n_layers * model.cfg.n_heads)
+    assert len(circuit.neurons) <= int(0.05 * model.cfg.n_layers * model.cfg.d_mlp)
+    assert len(circuit.head_scores) == model.cfg.n_layers and len(circuit.neuron_scores[0]) == model.cfg.d_mlp
+    assert circuit.model["weights_sha256"] == fingerprint(model)["weights_sha256"]
+    assert all(not hp._forward_hooks for hp in model.hook_dict.values())
+
+
+def test_discovery_is_deterministic_and_validates_input(tiny_models):
+    model = tiny_models["llama"]
+    cfg = DiscoveryConfig(steps=5, batch_size=2, head_budget=0.25, neuron_budget=0.05, seed=3)
+    a = discover(model, _tiny_scenario(model), cfg)
+    b = discover(model, _tiny_scenario(model), cfg)
+    assert a.head_scores == b.head_scores and a.neuron_scores == b.neuron_scores
+    with pytest.raises(DiscoveryError, match="between 0 and 1"):
+        discover(model, _tiny_scenario(model), DiscoveryConfig(head_budget=1.5))
+    with pytest.raises(DiscoveryError, match="need a `target`"):
+        custom_scenario(model, PromptSet("b", [Prompt("hi", "x", "harmful")]), PromptSet("r", []))
