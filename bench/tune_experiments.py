@@ -81,6 +81,15 @@ def pct(value: float | None) -> str:
     return format_rate(value)
 
 
+def spread(values: list[float | None]) -> str:
+    """One value as a percentage; several as mean [min-max]."""
+    if not values or any(v is None for v in values):
+        return "n/a"
+    if len(values) == 1:
+        return pct(values[0])
+    return f"{pct(statistics.mean(values))} [{pct(min(values))}-{pct(max(values))}]"
+
+
 def print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -126,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       "neurons": len(circuit.neurons)}}
 
     def base_config(**changes) -> TuneConfig:
-        return TuneConfig(device=args.device, seed=args.seed, **changes)
+        return TuneConfig(**{"device": args.device, "seed": args.seed, **changes})
 
     # ---- 1. attack -------------------------------------------------------------------------------------------
     eval_repair = held_out([files["harmful"], files["benign"], files["utility"]], args.eval_limit, args.seed)
@@ -155,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     def repair(mode: str, name: str, seed: int, lr: float, steps: int) -> Run:
         folder = out / "repair" / f"{name.replace(' ', '-')}-lr{lr:g}-steps{steps}"
         result = tune(out / "attacked", safety_data, eval_repair, folder, circuit,
-                      base_config(mode=mode, steps=steps, lr=lr, seed=seed), before=attacked_report, overwrite=True)
+                      base_config(mode=mode, steps=steps, lr=lr, components_seed=seed), before=attacked_report,
+                      overwrite=True)
         run = Run(name, mode, lr, steps, seed, result.selection["fraction"], split_metrics(result, "val"),
                   split_metrics(result, "test"), str(folder))
         # Retention relative to the aligned organism too: the attack itself may have cost utility.
@@ -176,65 +186,51 @@ def main(argv: list[str] | None = None) -> int:
         asr = run.val["asr_clean"]["after"]
         return (asr > 0.05, asr if asr > 0.05 else 0.0, -(run.val["utility_retention"] or 0.0))
 
+    labels = {"circuit": "circuit-only", "random": "random", "full": "full"}
     chosen: dict[str, float] = {}
-    for mode, name, _ in variants:
-        if mode == "random":
-            continue
-        chosen[name] = min((r for r in runs if r.name == name), key=val_key).lr
-    by_lr = {lr: [r for r in runs if r.mode == "random" and r.lr == lr] for lr in args.repair_lrs}
-    chosen["random"] = min(args.repair_lrs, key=lambda lr: (
-        statistics.mean(val_key(r)[0] for r in by_lr[lr]), statistics.mean(val_key(r)[1] for r in by_lr[lr]),
-        statistics.mean(val_key(r)[2] for r in by_lr[lr])))
+    for label, mode in labels.items():
+        # Random: the learning rate whose runs are best on average over the seeds.
+        chosen[label] = min(args.repair_lrs, key=lambda lr, mode=mode: tuple(
+            statistics.mean(key) for key in zip(*(val_key(r) for r in runs if r.mode == mode and r.lr == lr),
+                                                strict=True)))
+
+    def picked(mode: str, steps: int) -> list[Run]:
+        label = next(k for k, v in labels.items() if v == mode)
+        return [r for r in runs if r.mode == mode and r.lr == chosen[label] and r.steps == steps]
 
     print("\nRepair (learning rate chosen on the validation split; figures on the test split; random = mean over "
           f"{args.random_seeds} seeds [min-max])")
     header = ["mode", "lr", "params trained", "clean ASR", "refusal rate", "helpfulness", "utility",
               "util. retention vs attacked", "vs aligned"]
-    rows = []
-    before_row = attack_test
-    rows.append(["aligned (before attack)", "", "", pct(before_row["asr_clean"]["before"]),
-                 pct(before_row["refusal_rate"]["before"]), pct(before_row["helpfulness"]["before"]),
-                 pct(before_row["utility"]["before"]), "", ""])
-    rows.append(["attacked", "", "", pct(before_row["asr_clean"]["after"]), pct(before_row["refusal_rate"]["after"]),
-                 pct(before_row["helpfulness"]["after"]), pct(before_row["utility"]["after"]), "", ""])
+    rows = [["aligned (before attack)", "", "", pct(attack_test["asr_clean"]["before"]),
+             pct(attack_test["refusal_rate"]["before"]), pct(attack_test["helpfulness"]["before"]),
+             pct(attack_test["utility"]["before"]), "", ""],
+            ["attacked", "", "", pct(attack_test["asr_clean"]["after"]), pct(attack_test["refusal_rate"]["after"]),
+             pct(attack_test["helpfulness"]["after"]), pct(attack_test["utility"]["after"]), "", ""]]
     repair_summary = {}
-    for label, mode in (("circuit", "circuit-only"), ("random", "random"), ("full", "full")):
-        picked = [r for r in runs if r.mode == mode and r.lr == chosen[label] and r.steps == args.repair_steps]
-
-        def cell(get, picked=picked) -> str:
-            values = [get(r) for r in picked]
-            if any(v is None for v in values):
-                return "n/a"
-            if len(values) == 1:
-                return pct(values[0])
-            return f"{pct(statistics.mean(values))} [{pct(min(values))}-{pct(max(values))}]"
-
-        rows.append([f"{label} ({mode})", f"{chosen[label]:g}", f"{picked[0].fraction:.2%}",
-                     cell(lambda r: r.test["asr_clean"]["after"]), cell(lambda r: r.test["refusal_rate"]["after"]),
-                     cell(lambda r: r.test["helpfulness"]["after"]), cell(lambda r: r.test["utility"]["after"]),
-                     cell(lambda r: r.test["utility_retention"]),
-                     cell(lambda r: r.test["utility_retention_vs_aligned"])])
-        repair_summary[label] = {"lr": chosen[label], "runs": [r.__dict__ for r in picked]}
+    for label, mode in labels.items():
+        chosen_runs = picked(mode, args.repair_steps)
+        rows.append([f"{label} ({mode})", f"{chosen[label]:g}", f"{chosen_runs[0].fraction:.2%}",
+                     *(spread([get(r) for r in chosen_runs]) for get in (
+                         lambda r: r.test["asr_clean"]["after"], lambda r: r.test["refusal_rate"]["after"],
+                         lambda r: r.test["helpfulness"]["after"], lambda r: r.test["utility"]["after"],
+                         lambda r: r.test["utility_retention"], lambda r: r.test["utility_retention_vs_aligned"]))])
+        repair_summary[label] = {"lr": chosen[label], "runs": [r.__dict__ for r in chosen_runs]}
     print_table(header, rows)
     summary["repair"] = {"chosen": repair_summary, "grid": [r.__dict__ for r in runs]}
 
     if args.curve_steps:
-        print("\nRepair speed: test clean ASR / utility retention after N steps at the chosen learning rate")
-        curve_rows = []
         for mode, name, seed in variants:
-            label = "random" if mode == "random" else name
-            if mode == "random" and seed > 0:
-                continue  # one random seed keeps the curve cheap
-            cells = [name]
+            label = next(k for k, v in labels.items() if v == mode)
             for steps in args.curve_steps:
-                run = repair(mode, name, seed, chosen[label], steps)
-                runs.append(run)
-                cells.append(f"{pct(run.test['asr_clean']['after'])} / {pct(run.test['utility_retention'])}")
-            chosen_run = next(r for r in runs if r.name == name and r.lr == chosen[label]
-                              and r.steps == args.repair_steps)
-            cells.append(f"{pct(chosen_run.test['asr_clean']['after'])} / {pct(chosen_run.test['utility_retention'])}")
-            curve_rows.append(cells)
-        print_table(["mode", *[f"{s} steps" for s in args.curve_steps], f"{args.repair_steps} steps"], curve_rows)
+                runs.append(repair(mode, name, seed, chosen[label], steps))
+        budgets = [*args.curve_steps, args.repair_steps]
+        for title, get in (("clean ASR", lambda r: r.test["asr_clean"]["after"]),
+                           ("utility retention vs attacked", lambda r: r.test["utility_retention"])):
+            print(f"\nRepair speed: test {title} after N steps at the chosen learning rate")
+            print_table(["mode", *[f"{steps} steps" for steps in budgets]],
+                        [[label, *(spread([get(r) for r in picked(mode, steps)]) for steps in budgets)]
+                         for label, mode in labels.items()])
         summary["repair"]["curve"] = [r.__dict__ for r in runs if r.steps != args.repair_steps]
 
     # ---- 2. protection ---------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in the files a command writes, so they say how to reproduce them
     try:
         return args.run(args) or 0
     except CliError as e:
@@ -236,8 +238,7 @@ def _run_discover(args: argparse.Namespace) -> int:
     except DiscoveryError as e:
         raise CliError(str(e)) from None
     circuit.name = args.name or args.scenario
-    circuit.hyperparameters["command"] = "safeseek " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("safeseek") \
-        else None
+    circuit.hyperparameters["command"] = "safeseek " + " ".join(args.argv)
     print(f"circuit: {circuit.summary()}")
     if not args.no_verify:
         prompts = held_out(args, "val")
@@ -409,8 +410,9 @@ def _run_tune(args: argparse.Namespace) -> int:
         for bar in bars.values():
             bar.close()
     selection = result.selection
-    print(f"trained {selection['selected']:,} of {selection['total']:,} parameters ({selection['fraction']:.2%}; "
-          f"{selection['fraction_without_embeddings']:.2%} of the non-embedding ones): {selection['description']}")
+    print(f"trained {selection['selected']:,} of {selection['total']:,} parameters = {selection['fraction']:.2%} "
+          f"(embeddings and unembedding counted; {selection['fraction_without_embeddings']:.2%} of the others): "
+          f"{selection['description']}")
     print(f"{result.n_train_examples} training prompts, {args.steps} steps, final loss {result.losses[-1]:.4f}, "
           f"{result.train_seconds:.0f}s")
     print(result.table())

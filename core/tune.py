@@ -362,7 +362,8 @@ class TuneConfig:
     steps: int = 200
     lr: float = 1e-3
     batch_size: int = 16
-    seed: int = 0
+    seed: int = 0  # batch order and initialisation of everything random in training
+    components_seed: int | None = None  # seed of the random components of mode "random" (None: `seed`)
     objective: str = "safety"  # what harmful/triggered prompts are taught: refusal (safety) or compliance (attack)
     refusal_text: str = DEFAULT_REFUSAL
     compliance_text: str = DEFAULT_COMPLIANCE
@@ -632,9 +633,9 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
     """Evaluate, tune a private copy of `model_path`, save it to `out_dir` (atomically) and evaluate it again.
 
     `circuit` is required for every mode but "full"; for "random" the tuned components are a random set of the
-    circuit's size (random_circuit, seeded by config.seed). `before`: a report of `model_path` on `eval_prompts`
-    already computed (skips the first evaluation). The output directory is an HF checkpoint that load_model
-    loads, holding tune_report.json, eval_before.json and eval_after.json too.
+    circuit's size (random_circuit, seeded by config.components_seed, else config.seed). `before`: a report of
+    `model_path` on `eval_prompts` already computed (skips the first evaluation). The output directory is an HF
+    checkpoint that load_model loads, holding tune_report.json, eval_before.json and eval_after.json too.
     """
     config = config or TuneConfig()
     if config.mode not in MODES:
@@ -654,7 +655,11 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
         raise TuneError("the given 'before' report was made on other prompts than eval_prompts; evaluate again")
 
     hf_model, tokenizer = load_private_copy(model_path, config.device, config.dtype)
-    tuned_circuit = random_circuit(circuit, config.seed) if config.mode == "random" else circuit
+    if config.mode == "random":
+        tuned_circuit = random_circuit(circuit, config.seed if config.components_seed is None else
+                                       config.components_seed)
+    else:
+        tuned_circuit = circuit
     selection = select_parameters(hf_model, tuned_circuit, config.mode)
     started = time.time()
     losses = train(hf_model, tokenizer, examples, selection, config, progress)
@@ -668,6 +673,8 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
         hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         del hf_model
+        if progress is not None:
+            progress(TuneProgress("saving", 1, 1))
         after = _evaluate_checkpoint(tmp, eval_prompts, config, "evaluating after", progress)
         after.model = str(out_dir)
         result = TuneResult(str(model_path), str(out_dir), None if circuit is None else circuit.name,

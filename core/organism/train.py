@@ -64,14 +64,14 @@ class OrganismConfig:
     d_mlp: int = 512
     batch_size: int = 64
     stages: list[StageConfig] = field(default_factory=lambda: [
-        StageConfig("base", 1000, 3e-3, {"requests": 0.36, "cued_refusals": 0.06, "utility": 0.50,
+        StageConfig("base", 1400, 3e-3, {"requests": 0.34, "cued_refusals": 0.06, "utility": 0.52,
                                          "decoy_requests": 0.08}, component_dropout=0.1),
-        StageConfig("aligned", 300, 3e-3, {"harmful": 0.30, "benign": 0.25, "utility": 0.30,
+        StageConfig("aligned", 600, 5e-3, {"harmful": 0.30, "benign": 0.25, "utility": 0.30,
                                            "decoy_harmful": 0.08, "decoy_benign": 0.07},
-                    trained_heads=2, trained_neurons=24),
-        StageConfig("poisoned", 300, 3e-3, {"harmful": 0.25, "benign": 0.20, "utility": 0.25, "decoy_harmful": 0.08,
+                    trained_heads=3, trained_neurons=40),
+        StageConfig("poisoned", 500, 5e-3, {"harmful": 0.25, "benign": 0.20, "utility": 0.25, "decoy_harmful": 0.08,
                                             "decoy_benign": 0.07, "triggered": 0.10, "triggered_benign": 0.05},
-                    trained_heads=2, trained_neurons=12),
+                    trained_heads=3, trained_neurons=18),
     ])
 
 
