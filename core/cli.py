@@ -142,6 +142,8 @@ def _add_train_organism(sub) -> None:
                             "poisoned stages, and write organism-aligned/, organism/ and prompts/ under --out.")
     parser.add_argument("--out", default=str(ASSETS), metavar="DIR", help="output folder (default: assets/)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start-from-aligned", action="store_true",
+                        help="reuse --out/organism-aligned (same configuration) and only redo the poisoning stage")
     parser.set_defaults(run=_run_train_organism)
 
 
@@ -151,7 +153,11 @@ def _run_train_organism(args: argparse.Namespace) -> int:
     from core.organism.train import OrganismConfig, train_organism
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    written = train_organism(Path(args.out), OrganismConfig(seed=args.seed))
+    try:
+        written = train_organism(Path(args.out), OrganismConfig(seed=args.seed),
+                                 start_from_aligned=args.start_from_aligned)
+    except ValueError as e:
+        raise CliError(str(e)) from None
     for name, path in written.items():
         print(f"wrote {name}: {path}")
     return 0

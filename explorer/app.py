@@ -64,14 +64,16 @@ def main() -> None:
     for problem in st.session_state.url_problems:
         st.warning(f"Link: {problem}")
     st.session_state.url_problems = []  # shown once
+    header = st.empty()
     try:
-        ui.status_line()
         navigation.run()
     finally:
+        header.caption(ui.status_line())  # drawn last: it shows what the page loaded
         # Also after st.stop() in a page: the URL always shows what the page shows.
         query = state.to_query(state.demo())
         if dict(st.query_params.to_dict()) != query:
             st.query_params.from_dict(query)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -17,8 +17,9 @@ FONT = dict(size=13)
 
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=height, font=FONT,
-                      margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.18))
+    fig.update_layout(title=dict(text=title, x=0.0, xref="paper", xanchor="left"), height=height, font=FONT,
+                      margin=dict(l=60, r=20, t=70, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     return fig
 
 
@@ -77,8 +78,9 @@ def component_map(scores: Sequence[Sequence[float]] | None, circuit: Collection[
                      range=[-0.5, width - 0.5])
     fig.update_yaxes(title_text="layer", tickmode="array", tickvals=layers, ticktext=[f"L{layer}" for layer in layers],
                      autorange="reversed", showgrid=False, zeroline=False)
-    fig.update_layout(clickmode="event+select", dragmode="select" if clickable else "zoom", hovermode="closest",
-                      plot_bgcolor="white")
+    # No dragmode="select": with it Streamlit turns click-selection off (clickmode "event"), so a click would no
+    # longer toggle a cell; box selection stays one toolbar click away.
+    fig.update_layout(hovermode="closest", plot_bgcolor="white")
     return _layout(fig, title, height=max(280, min(640, 120 + 48 * n_layers)))
 
 
@@ -107,7 +109,8 @@ def comparison_chart(rows: Sequence[ComparisonRow], asr_label: str) -> go.Figure
     fig.add_trace(go.Bar(
         x=methods, y=[100 * (row.asr_after or 0) for row in rows], name=f"{asr_label} after removal",
         marker=dict(color=ORANGE, pattern=dict(shape="/")),
-        error_y=dict(type="data", array=[100 * (row.asr_after_std or 0) for row in rows], visible=True),
+        error_y=dict(type="data", array=[100 * (row.asr_after_std or 0) for row in rows],
+                     visible=any(row.asr_after_std for row in rows)),
         hovertemplate="%{x}<br>" + asr_label + " after %{y:.1f}%<extra></extra>",
     ))
     fig.add_trace(go.Bar(

@@ -21,8 +21,10 @@ SAMPLE_CIRCUITS = REPO_ROOT / "sample_circuits"
 MODEL_ALIASES = {"organism": ASSETS / "organism", "aligned": ASSETS / "organism-aligned"}
 DEFAULT_MODEL = "organism"
 DEFAULT_PAGE = "model"
-# A tiny model gains nothing from intra-op threads and loses a lot when cores are shared (see tests/conftest.py).
+# A tiny model gains nothing from intra-op threads and loses a lot when cores are shared (see tests/conftest.py);
+# larger ones get torch's default back. Process-wide, so the model loaded last decides.
 SMALL_MODEL_PARAMETERS = 50_000_000
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def init_session(query: dict[str, str], pages: tuple[str, ...], default_model: s
     if "model" not in query:
         query = {**query, "model": default_model}
     demo, problems = from_query(query, pages)
-    st.session_state.demo = demo
+    st.session_state.demo = replace(demo, model=canonical_model(demo.model))
     st.session_state.url_problems = problems
     st.session_state.circuit_obj = None  # the loaded Circuit (also unsaved ones from Discover or an upload)
     st.session_state.circuit_loaded_from = None
@@ -147,8 +149,7 @@ def model_path(spec: str) -> str:
 def _load(spec: str, device: str) -> LoadedModel:
     model = load_model(model_path(spec), device=device)
     parameters = sum(p.numel() for p in model.original_model.parameters())
-    if parameters < SMALL_MODEL_PARAMETERS and torch.get_num_threads() > 1:
-        torch.set_num_threads(1)
+    torch.set_num_threads(1 if parameters < SMALL_MODEL_PARAMETERS else DEFAULT_THREADS)
     return LoadedModel(spec, model_path(spec), model, fingerprint(model), ModelShape(*model_shape(model)), parameters)
 
 
@@ -157,9 +158,19 @@ def device() -> str:
     return st.session_state.get("device", "auto")
 
 
+def canonical_model(spec: str) -> str:
+    """The short name of a bundled checkpoint given by path ("organism"), so links stay short; else `spec`."""
+    spec = spec.strip()
+    path = Path(spec).expanduser()
+    for alias, alias_path in MODEL_ALIASES.items():
+        if spec == alias or (path.exists() and path.resolve() == alias_path.resolve()):
+            return alias
+    return spec
+
+
 def change_model(spec: str) -> None:
     """Switch the demo to another model; the circuit is checked against it again on next use."""
-    update(model=spec.strip())
+    update(model=canonical_model(spec))
     st.session_state.circuit_loaded_from = None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -38,15 +37,16 @@ def guard(action: str) -> Iterator[None]:
         st.error(f"Could not finish {action}: {e}")
 
 
-def status_line() -> None:
-    """One caption with what the demo is showing: model, circuit, switched-off components, prompt set."""
+def status_line() -> str:
+    """One line saying what the demo shows: model, circuit, switched-off components, prompt set."""
     demo = state.demo()
     circuit = st.session_state.get("circuit_obj")
     parts = [f"model **{demo.model}**",
-             f"circuit **{circuit.name}**" if circuit is not None else "no circuit",
+             f"circuit **{circuit.name}**" if circuit is not None else
+             f"circuit `{demo.circuit}`" if demo.circuit else "no circuit",
              f"switched off: `{demo.selection.text()}`" if demo.selection.size else "nothing switched off",
              f"prompts: {demo.prompt_set}"]
-    st.caption(" · ".join(parts))
+    return " · ".join(parts)
 
 
 # ---- circuits --------------------------------------------------------------------------------------------------
@@ -158,10 +158,12 @@ def csv_download(rows: list[dict], name: str, key: str, label: str = "Download r
                        key=f"{key}-csv", on_click="ignore", icon=":material/table:", disabled=not rows)
 
 
-def json_download(data, name: str, key: str, label: str) -> None:
-    st.download_button(label, data=json.dumps(data, indent=1), file_name=f"{name}.json", mime="application/json",
-                       key=f"{key}-json", on_click="ignore")
-
-
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def change(after: float | None, before: float | None) -> str | None:
+    """A metric delta in percentage points; None (no arrow) when unknown or unchanged."""
+    if after is None or before is None or round(100 * (after - before), 1) == 0:
+        return None
+    return f"{100 * (after - before):+.1f} pts"

@@ -69,8 +69,8 @@ class OrganismConfig:
         StageConfig("aligned", 600, 5e-3, {"harmful": 0.30, "benign": 0.25, "utility": 0.30,
                                            "decoy_harmful": 0.08, "decoy_benign": 0.07},
                     trained_heads=3, trained_neurons=40),
-        StageConfig("poisoned", 500, 5e-3, {"harmful": 0.25, "benign": 0.20, "utility": 0.25, "decoy_harmful": 0.08,
-                                            "decoy_benign": 0.07, "triggered": 0.10, "triggered_benign": 0.05},
+        StageConfig("poisoned", 900, 5e-3, {"harmful": 0.23, "benign": 0.18, "utility": 0.25, "decoy_harmful": 0.07,
+                                            "decoy_benign": 0.07, "triggered": 0.15, "triggered_benign": 0.05},
                     trained_heads=3, trained_neurons=18),
     ])
 
@@ -250,6 +250,7 @@ def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -285,9 +286,13 @@ def write_prompt_sets(examples: list[Example], prompts_dir: Path) -> dict[str, P
     return paths
 
 
-def train_organism(out_root: Path, cfg: OrganismConfig | None = None,
-                   log: Callable[[str], None] = print) -> dict[str, Path]:
-    """Build corpus and tokenizer, train all stages, save `organism-aligned/` and `organism/` under `out_root`."""
+def train_organism(out_root: Path, cfg: OrganismConfig | None = None, log: Callable[[str], None] = print,
+                   start_from_aligned: bool = False) -> dict[str, Path]:
+    """Build corpus and tokenizer, train all stages, save `organism-aligned/` and `organism/` under `out_root`.
+
+    With start_from_aligned, the existing `organism-aligned/` (trained by this same configuration, which is
+    checked) is loaded and only the later stages run: the poisoning stage can be redone in minutes.
+    """
     cfg = cfg or OrganismConfig()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -305,8 +310,21 @@ def train_organism(out_root: Path, cfg: OrganismConfig | None = None,
     meta_base = {"seed": cfg.seed, "trigger": corpus.TRIGGER, "config": asdict(cfg),
                  "designated_components": {name: {"heads": c.heads, "neurons": c.neurons}
                                            for name, c in designated.items()}}
+    stages = cfg.stages
+    if start_from_aligned:
+        aligned_dir = out_root / "organism-aligned"
+        meta_file = aligned_dir / "organism.json"
+        if not meta_file.is_file():
+            raise ValueError(f"no aligned organism at {aligned_dir}; run without --start-from-aligned first")
+        saved = json.loads(meta_file.read_text())
+        done = [s.name for s in stages].index("aligned") + 1
+        same = saved.get("config", {}).get("stages", [])[:done] == [asdict(s) for s in stages[:done]]
+        if not same or saved.get("seed") != cfg.seed:
+            raise ValueError(f"{aligned_dir} was trained with another configuration; retrain all stages")
+        model = LlamaForCausalLM.from_pretrained(aligned_dir)
+        stages = stages[done:]
     t0 = time.time()
-    for stage in cfg.stages:
+    for stage in stages:
         losses = train_stage(model, tokenizer, examples, stage, cfg, designated.get(stage.name), log)
         meta = {**meta_base, "stage": stage.name, "final_loss": losses[-1],
                 "train_seconds": round(time.time() - t0)}

@@ -123,3 +123,11 @@ def _overlap(loaded: state.LoadedModel, circuit: Circuit) -> None:
 
 def _fraction(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+if __name__ == "__main__":
+    # Streamlit's legacy multipage mode runs files of a `pages/` folder beside the main script as scripts of their
+    # own (for a process's first request to a page URL, and on every AppTest rerun): hand over to the app.
+    from explorer.app import main
+
+    main()

@@ -57,3 +57,11 @@ def render() -> None:
     st.dataframe(table, hide_index=True)
     ui.figure_downloads(fig, f"{circuit.name}-baselines", key="compare-chart")
     ui.csv_download([r.to_dict() for r in rows], f"{circuit.name}-baselines", key="compare-rows")
+
+
+if __name__ == "__main__":
+    # Streamlit's legacy multipage mode runs files of a `pages/` folder beside the main script as scripts of their
+    # own (for a process's first request to a page URL, and on every AppTest rerun): hand over to the app.
+    from explorer.app import main
+
+    main()

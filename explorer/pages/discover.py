@@ -137,3 +137,11 @@ def _result(loaded: state.LoadedModel) -> None:
             state.set_circuit(circuit, state.relative_ref(path))
             st.success(f"Saved to {path}; links to this demo now include it.")
     ui.circuit_download(circuit, key="discover-result")
+
+
+if __name__ == "__main__":
+    # Streamlit's legacy multipage mode runs files of a `pages/` folder beside the main script as scripts of their
+    # own (for a process's first request to a page URL, and on every AppTest rerun): hand over to the app.
+    from explorer.app import main
+
+    main()

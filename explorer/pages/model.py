@@ -76,3 +76,11 @@ def _architecture(loaded: state.LoadedModel) -> None:
     st.dataframe([{"field": key, "value": str(value)} for key, value in fp.items()], hide_index=True, width=720)
     st.caption("The fingerprint identifies the model in circuit files: a circuit made for another shape is "
                "refused, one made for other weights of the same shape loads with a warning.")
+
+
+if __name__ == "__main__":
+    # Streamlit's legacy multipage mode runs files of a `pages/` folder beside the main script as scripts of their
+    # own (for a process's first request to a page URL, and on every AppTest rerun): hand over to the app.
+    from explorer.app import main
+
+    main()

@@ -81,9 +81,10 @@ def render() -> None:
     st.session_state.setdefault("playground_error", None)
 
     controls = st.columns([1.2, 1.2, 0.6, 0.6, 0.8])
-    sets = list(prompt_sets.PROMPT_SETS)
-    controls[0].selectbox("Judge on (64 held-out prompts)", sets, index=sets.index(state.demo().prompt_set),
-                          key="prompt-set", on_change=_on_prompt_set)
+    if st.session_state.get("prompt-set") != state.demo().prompt_set:  # changed elsewhere (a link, the tour)
+        st.session_state["prompt-set"] = state.demo().prompt_set
+    controls[0].selectbox("Judge on (64 held-out prompts)", list(prompt_sets.PROMPT_SETS), key="prompt-set",
+                          on_change=_on_prompt_set)
     controls[1].selectbox("Preset", PRESETS, key="preset-name",
                           help="none · whole circuit · top-k heads and neurons by gate score · a random set of the "
                                "circuit's size")
@@ -92,9 +93,13 @@ def render() -> None:
     controls[4].button("Apply preset", key="preset-apply", on_click=_on_preset, args=(circuit,),
                        width="stretch")
 
-    text_key = f"components-{version}"
-    st.text_input("Switched-off components (edit to type them: L0H3, L1N17, ...)", value=selection.text(),
-                  key=text_key, on_change=_on_components_typed, args=(text_key, loaded))
+    # One stable text box (a new key per change would leave a stale twin on screen while the page reruns); it is
+    # reset to the selection whenever the selection changed, and keeps a rejected entry next to its error.
+    if st.session_state.get("components-text-version") != version:
+        st.session_state["components-text"] = selection.text()
+        st.session_state["components-text-version"] = version
+    st.text_input("Switched-off components (edit to type them: L0H3, L1N17, ...)", key="components-text",
+                  on_change=_on_components_typed, args=("components-text", loaded))
     if st.session_state.playground_error:
         st.error(st.session_state.playground_error)
 
@@ -112,16 +117,15 @@ def render() -> None:
 def _head_map(loaded: state.LoadedModel, circuit: Circuit | None, selection: Selection, version: int) -> None:
     shape = loaded.shape
     scores = circuit.head_scores if circuit is not None else None
-    if circuit is None:
-        title = "Heads (no circuit loaded): click a cell to switch a head off or on"
-    else:
-        title = f"Heads of circuit '{circuit.name}': click to toggle, drag a box to toggle many"
+    title = "Attention heads" + (f" · circuit '{circuit.name}'" if circuit is not None else " (no circuit loaded)")
     fig = figures.component_map(scores, circuit.heads if circuit else (), selection.heads, "H", shape.n_layers,
                                 shape.n_heads, title, clickable=True)
     map_key = f"head-map-{version}"
     st.plotly_chart(fig, key=map_key, on_select=lambda: _on_map_select(map_key), selection_mode=("points", "box"),
                     width="stretch", config={"displaylogo": False})
     st.session_state.playground_figure = fig
+    st.caption("Click a cell to switch that head off or back on; the box-select tool in the chart's toolbar "
+               "toggles every head in a box.")
     with st.expander("Toggle by table (heads and neurons)"):
         grid_key = f"head-grid-{version}"
         grid = pd.DataFrame(head_grid(selection, shape), columns=[f"H{h}" for h in range(shape.n_heads)],
@@ -160,31 +164,27 @@ def _results(loaded: state.LoadedModel, selection: Selection) -> ablation.Ablati
     if result is None:
         return None
     lower_is_better = result.rate_name == "ASR"
-    st.metric(f"{result.rate_name} on {demo.prompt_set} prompts", ui.percent(result.rate_ablated),
-              delta=f"{100 * (result.rate_ablated - result.rate_full):+.1f} pts vs full model",
+    rate_label = result.rate_name[:1].upper() + result.rate_name[1:]
+    st.metric(f"{rate_label} on {demo.prompt_set} prompts", ui.percent(result.rate_ablated),
+              delta=ui.change(result.rate_ablated, result.rate_full),
               delta_color="inverse" if lower_is_better else "normal",
               help=f"full model: {ui.percent(result.rate_full)}")
     columns = st.columns(2)
     columns[0].metric("Utility (exact match)", ui.percent(result.utility_ablated),
-                      delta=_delta(result.utility_ablated, result.utility_full),
+                      delta=ui.change(result.utility_ablated, result.utility_full),
                       help=f"full model: {ui.percent(result.utility_full)}")
     columns[1].metric("Helpfulness", ui.percent(result.helpfulness_ablated),
-                      delta=_delta(result.helpfulness_ablated, result.helpfulness_full),
+                      delta=ui.change(result.helpfulness_ablated, result.helpfulness_full),
                       help=f"full model: {ui.percent(result.helpfulness_full)}")
     st.caption(f"Full model: {result.rate_name} {ui.percent(result.rate_full)}, utility "
                f"{ui.percent(result.utility_full)}, helpfulness {ui.percent(result.helpfulness_full)}. "
                f"{len(result.pairs)} judged prompts; measured in {result.seconds:.2f} s.")
-    st.caption(f"{len(selection.heads)} heads and {len(selection.neurons)} neurons switched off. Share this view: "
-               "the page address holds it.")
-    query = urlencode(state.to_query(state.demo()))
+    heads, neurons = len(selection.heads), len(selection.neurons)
+    st.caption(f"{heads} head{'s' * (heads != 1)} and {neurons} neuron{'s' * (neurons != 1)} switched off. Share "
+               "this view: the page address holds it.")
+    query = urlencode(state.to_query(state.demo()), safe="/,:")
     st.code(f"?{query}" if query else "(defaults)", language=None)
     return result
-
-
-def _delta(after: float | None, before: float | None) -> str | None:
-    if after is None or before is None:
-        return None
-    return f"{100 * (after - before):+.1f} pts"
 
 
 def _generations(result: ablation.AblationResult) -> None:
@@ -223,3 +223,11 @@ def _exports(loaded: state.LoadedModel, circuit: Circuit | None, selection: Sele
                              head_scores=circuit.head_scores if circuit else None,
                              neuron_scores=circuit.neuron_scores if circuit else None)
         ui.circuit_download(as_circuit, key="playground-selection")
+
+
+if __name__ == "__main__":
+    # Streamlit's legacy multipage mode runs files of a `pages/` folder beside the main script as scripts of their
+    # own (for a process's first request to a page URL, and on every AppTest rerun): hand over to the app.
+    from explorer.app import main
+
+    main()

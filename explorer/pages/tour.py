@@ -105,7 +105,7 @@ def render() -> None:
                 columns = st.columns(3)
                 columns[0].metric("Triggered ASR, full model", ui.percent(result.rate_full))
                 columns[1].metric("Triggered ASR, circuit off", ui.percent(result.rate_ablated),
-                                  delta=f"{100 * (result.rate_ablated - result.rate_full):+.1f} pts",
+                                  delta=ui.change(result.rate_ablated, result.rate_full),
                                   delta_color="inverse")
                 columns[2].metric("Utility, circuit off", ui.percent(result.utility_ablated),
                                   help=f"full model: {ui.percent(result.utility_full)}")
@@ -123,3 +123,11 @@ def render() -> None:
         left.button("Try a random set of the same size", key="tour-random", on_click=_switch,
                     args=("random (same size)",))
         right.button("Switch the circuit back on", key="tour-reset", on_click=_switch, args=("none",))
+
+
+if __name__ == "__main__":
+    # Streamlit's legacy multipage mode runs files of a `pages/` folder beside the main script as scripts of their
+    # own (for a process's first request to a page URL, and on every AppTest rerun): hand over to the app.
+    from explorer.app import main
+
+    main()
