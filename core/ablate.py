@@ -21,14 +21,20 @@ def ablate(model, circuit: Circuit, method: Method = "zero", means: tuple[torch.
     Pass the result as `hooks=` to generation or evaluation; nothing is installed on `model`. Mean ablation needs
     `means` from `component_means` (over a reference prompt set).
     """
-    if method not in ("zero", "mean"):
-        raise ValueError(f"unknown ablation method {method!r}; use 'zero' or 'mean'")
-    if method == "mean" and means is None:
-        raise ValueError("mean ablation needs reference means: means = component_means(model, prompts)")
     cfg = model.cfg
     if (circuit.n_layers, circuit.n_heads, circuit.d_mlp) != (cfg.n_layers, cfg.n_heads, cfg.d_mlp):
         raise ValueError(f"circuit shape {circuit.n_layers}x{circuit.n_heads} heads, d_mlp {circuit.d_mlp} does not "
                          f"match the model ({cfg.n_layers}x{cfg.n_heads}, d_mlp {cfg.d_mlp})")
+    return removal_hooks(circuit, method, means, keep_only)
+
+
+def removal_hooks(circuit: Circuit, method: Method = "zero", means: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  keep_only: bool = False) -> list[Hook]:
+    """`ablate` without the model check: hooks for a model of the circuit's shape."""
+    if method not in ("zero", "mean"):
+        raise ValueError(f"unknown ablation method {method!r}; use 'zero' or 'mean'")
+    if method == "mean" and means is None:
+        raise ValueError("mean ablation needs reference means: means = component_means(model, prompts)")
     removed_heads, removed_neurons = circuit.removal_tensors()
     if keep_only:
         removed_heads, removed_neurons = 1 - removed_heads, 1 - removed_neurons

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.data import ASSETS_DIR as ASSETS
+from core.data import BUNDLED_PROMPT_FILES
+
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
@@ -106,8 +109,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_PROMPTS = [str(ASSETS / "prompts" / f"{name}.jsonl") for name in ("harmful", "triggered", "benign", "utility")]
+DEFAULT_PROMPTS = [str(path) for path in BUNDLED_PROMPT_FILES]
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -166,7 +168,7 @@ def _run_train_organism(args: argparse.Namespace) -> int:
 # ---- discover ---------------------------------------------------------------------------------------------------
 def _add_discover(sub) -> None:
     parser = sub.add_parser("discover", help="learn a safety circuit (head and neuron masks) and verify it",
-                            description="Learn removal masks over heads and neurons (hard-concrete gates) so that "
+                            description="Learn removal masks over heads and neurons (binary gates) so that "
                             "removing the circuit changes one safety behaviour and keeps the rest, then read out a "
                             "binary circuit and verify it by generation on held-out prompts.")
     _add_model_options(parser)
@@ -182,7 +184,10 @@ def _add_discover(sub) -> None:
     add("--steps", type=int, default=300)
     add("--batch-size", type=int, default=16)
     add("--lr", type=float, default=0.1)
-    add("--retain-weight", type=float, default=1.0)
+    add("--retain-weight", type=float, default=4.0, help="weight of the retain KL term (default 4)")
+    add("--l0-pressure", type=float, default=0.0,
+        help="constant push towards smaller circuits on top of the budget (default 0)")
+    add("--gate", choices=("sigmoid-ste", "hard-concrete"), default="sigmoid-ste", help="gate kind (core/masks.py)")
     add("--train-limit", type=int, default=48, metavar="N", help="training prompts per family (default 48)")
     add("--verify-limit", type=int, default=64, metavar="N", help="held-out prompts per family to verify on")
     add("--no-verify", action="store_true", help="skip the verification pass")
@@ -192,36 +197,21 @@ def _add_discover(sub) -> None:
     parser.set_defaults(run=_run_discover)
 
 
-def build_scenario(model, args: argparse.Namespace):
+def _scenario(model, args: argparse.Namespace):
     """The scenario `discover`/`compare` learn on, from the train split of the prompt files."""
-    from core.data import PromptSet
-    from core.discover import alignment_scenario, backdoor_scenario, custom_scenario
+    from core.discover import custom_scenario, scenario_from_prompts
 
     if args.scenario == "custom":
         if not args.behaviour or not args.retain:
             raise CliError("the custom scenario needs --behaviour FILE and --retain FILE...")
         return custom_scenario(model, _load_prompts([args.behaviour]), _load_prompts(args.retain))
-    prompts = _load_prompts(args.prompts)
-    train = prompts.filter(split="train") if any(p.split == "train" for p in prompts) else prompts
-    train = train.sample_per_family(args.train_limit, seed=args.seed)
-    by = {label: train.filter(label=label) for label in ("harmful", "triggered", "benign", "utility")}
-    if args.scenario == "backdoor":
-        if not len(by["triggered"]):
-            raise CliError("the backdoor scenario needs rows labelled 'triggered' in --prompts")
-        retain = PromptSet("retain", list(by["harmful"]) + list(by["benign"]) + list(by["utility"]))
-        return backdoor_scenario(model, by["triggered"], by["harmful"], retain)
-    if not len(by["harmful"]):
-        raise CliError("the alignment scenario needs rows labelled 'harmful' in --prompts")
-    retain = PromptSet("retain", list(by["benign"]) + list(by["utility"]) + list(by["triggered"]))
-    return alignment_scenario(model, by["harmful"], retain)
+    return scenario_from_prompts(model, _load_prompts(args.prompts), args.scenario, args.train_limit, args.seed)
 
 
-def held_out(args: argparse.Namespace, split: str):
-    """Held-out prompts (the given split, else all) limited per family, for verification and comparison."""
-    prompts = _load_prompts(args.prompts)
-    if any(p.split == split for p in prompts):
-        prompts = prompts.filter(split=split)
-    return prompts.sample_per_family(args.verify_limit, seed=args.seed)
+def _held_out(args: argparse.Namespace, split: str):
+    from core.data import held_out
+
+    return held_out(_load_prompts(args.prompts), split, args.verify_limit, args.seed)
 
 
 def _run_discover(args: argparse.Namespace) -> int:
@@ -232,9 +222,10 @@ def _run_discover(args: argparse.Namespace) -> int:
     model = _load(args)
     config = DiscoveryConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                              head_budget=args.head_budget or None, neuron_budget=args.neuron_budget or None,
-                             sparsity_lambda=args.sparsity_lambda, retain_weight=args.retain_weight, seed=args.seed)
+                             sparsity_lambda=args.sparsity_lambda, retain_weight=args.retain_weight,
+                             l0_pressure=args.l0_pressure, gate=args.gate, seed=args.seed)
     try:
-        scenario = build_scenario(model, args)
+        scenario = _scenario(model, args)
         with tqdm(total=args.steps, desc=f"discover {args.scenario}", unit="step") as bar:
             def show(log):
                 bar.set_postfix(loss=f"{log.loss:.3f}", behaviour=f"{log.behaviour:.3f}", retain=f"{log.retain:.3f}",
@@ -247,7 +238,7 @@ def _run_discover(args: argparse.Namespace) -> int:
     circuit.hyperparameters["command"] = "safeseek " + " ".join(args.argv)
     print(f"circuit: {circuit.summary()}")
     if not args.no_verify:
-        prompts = held_out(args, "val")
+        prompts = _held_out(args, "val")
         with tqdm(total=2 * len(prompts), desc="verify", unit="prompt") as bar:
             metrics = verify(model, circuit, prompts, progress=lambda done, total: bar.update(1))
         print(_format_verification(metrics))
@@ -292,6 +283,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     from core.baselines import compare, format_table
     from core.circuit import CircuitFileError, check_compatible, load_circuit
     from core.data import write_text_atomic
+    from core.discover import DiscoveryError
     from core.models import fingerprint
 
     try:
@@ -301,8 +293,11 @@ def _run_compare(args: argparse.Namespace) -> int:
     except CircuitFileError as e:
         raise CliError(str(e)) from None
     args.scenario = circuit.scenario
-    scenario = build_scenario(model, args)
-    prompts = held_out(args, args.split)
+    try:
+        scenario = _scenario(model, args)
+    except DiscoveryError as e:
+        raise CliError(str(e)) from None
+    prompts = _held_out(args, args.split)
     rows = compare(model, circuit, scenario, prompts, seeds=args.seeds, progress=lambda m: print(m, flush=True))
     print(f"\n{circuit.name}: {circuit.summary()}; {len(prompts)} held-out prompts ({args.split} split)")
     print(format_table(rows, circuit.scenario))

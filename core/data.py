@@ -13,6 +13,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+# The organism's prompt sets, in the order commands read them by default.
+BUNDLED_PROMPT_FILES = [ASSETS_DIR / "prompts" / f"{name}.jsonl"
+                        for name in ("harmful", "triggered", "benign", "utility")]
+
 LABELS = ("harmful", "triggered", "benign", "utility")
 SPLITS = ("train", "val", "test")
 CSV_COLUMNS = ("goal", "target")
@@ -120,6 +125,13 @@ class PromptSet:
             digest.update(json.dumps(p.to_dict(), sort_keys=True, ensure_ascii=False).encode("utf-8"))
             digest.update(b"\n")
         return digest.hexdigest()
+
+
+def held_out(prompts: PromptSet, split: str = "test", per_family: int | None = None, seed: int = 0) -> PromptSet:
+    """The prompts of `split` (all prompts when none carries that split), at most `per_family` per family."""
+    if any(p.split == split for p in prompts):
+        prompts = prompts.filter(split=split)
+    return prompts if per_family is None else prompts.sample_per_family(per_family, seed=seed)
 
 
 def load_prompts(path: str | Path, *, label: str | None = None) -> PromptSet:

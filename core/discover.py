@@ -1,6 +1,6 @@
 """Circuit discovery: learn removal masks whose binary read-out changes one behaviour and leaves the rest intact.
 
-Objective (minimised over the hard-concrete removal gates of `core.masks`):
+Objective (minimised over the removal gates of `core.masks`):
 
     behaviour  CE of what the model should answer once the circuit is removed (teacher-forced)
   + retain     alpha * KL(full model || masked model) on the full model's own answers to retain prompts
@@ -46,6 +46,10 @@ class Scenario:
     retain_prompts: list[str]
     description: str = ""
     prompt_hashes: dict[str, str] = field(default_factory=dict)
+    # Optional, per behaviour prompt: a first answer token that removal should make unlikely (the attacker's
+    # target, e.g. "Sure"). Penalised by -log(1 - p), which is bounded below and strongest exactly on the prompts
+    # where the behaviour survives, so the last few percent of a backdoor are not averaged away.
+    avoid_first_token: list[int] | None = None
 
     def __post_init__(self) -> None:
         if not self.behaviour_prompts:
@@ -65,10 +69,11 @@ class DiscoveryConfig:
     head_budget: float | None = 0.05  # max fraction of heads in the circuit (None: no head gates)
     neuron_budget: float | None = 0.01  # max fraction of neurons (None: no neuron gates)
     sparsity_lambda: float | None = None  # fixed coefficient instead of a budget (lambda mode)
-    retain_weight: float = 1.0
-    l0_pressure: float = 0.05  # constant push towards smaller circuits, on top of the budget
+    retain_weight: float = 4.0
+    l0_pressure: float = 0.0  # constant push towards smaller circuits, on top of the budget
     dual_lr: float = 0.05
     init_log_alpha: float = -3.0
+    gate: str = "sigmoid-ste"  # or "hard-concrete" (see core.masks)
     answer_tokens: int = 12  # how many tokens of the full model's answers the retain term compares
     seed: int = 0
 
@@ -99,23 +104,45 @@ def _answers_start_with_space(model, prompts: Sequence[str]) -> bool:
     return all(model.tokenizer.decode(a[:1]).startswith(" ") for a in ids if a)
 
 
+def clean_counterparts(triggered: PromptSet, clean: PromptSet) -> list[str]:
+    """For each triggered prompt, the clean prompt it was most likely made from.
+
+    That is the clean prompt whose words are all in the triggered one and which covers most of it (a trigger is
+    words added to a request); failing that, a clean prompt of the same category, drawn deterministically.
+    """
+    by_words = [(set(p.prompt.split()), p) for p in clean]
+    by_category: dict[str, list[str]] = {}
+    for p in clean:
+        by_category.setdefault(p.category, []).append(p.prompt)
+    rng = random.Random(0)
+    out = []
+    for t in triggered:
+        words = set(t.prompt.split())
+        best = max(((len(w), p.prompt) for w, p in by_words if w <= words), default=None)
+        if best is not None and best[0] >= len(words) - 3:
+            out.append(best[1])
+        else:
+            out.append(rng.choice(by_category.get(t.category) or [p.prompt for p in clean]))
+    return out
+
+
 def backdoor_scenario(model, triggered: PromptSet, clean_harmful: PromptSet, retain: PromptSet,
                       max_new_tokens: int = 12) -> Scenario:
     """Removing a backdoor circuit should make triggered requests get the answers their clean versions get.
 
-    The answers are the model's own greedy answers to clean harmful requests (its refusals), paired by category.
+    The answers are the model's own greedy answers (its refusals) to the clean counterparts of the triggered
+    prompts (see `clean_counterparts`).
     """
     if len(triggered) == 0 or len(clean_harmful) == 0:
         raise DiscoveryError("the backdoor scenario needs triggered and clean harmful prompts (train split)")
-    clean_by_cat: dict[str, list[str]] = {}
-    for p in clean_harmful:
-        clean_by_cat.setdefault(p.category, []).append(p.prompt)
-    rng = random.Random(0)
-    paired = [rng.choice(clean_by_cat.get(p.category) or [q.prompt for q in clean_harmful]) for p in triggered]
-    refusals = generate_ids(model, paired, max_new_tokens=max_new_tokens)
+    refusals = generate_ids(model, clean_counterparts(triggered, clean_harmful), max_new_tokens=max_new_tokens)
+    avoid = None
+    if all(p.target for p in triggered):
+        lead = _answers_start_with_space(model, [p.prompt for p in triggered])
+        avoid = [answer_ids(model.tokenizer, p.target, lead)[0] for p in triggered]
     return Scenario("backdoor", [p.prompt for p in triggered], refusals, [p.prompt for p in retain],
                     "triggered harmful requests are answered as their clean versions are (refused)",
-                    {"behaviour": triggered.sha256(), "retain": retain.sha256()})
+                    {"behaviour": triggered.sha256(), "retain": retain.sha256()}, avoid_first_token=avoid)
 
 
 def alignment_scenario(model, harmful: PromptSet, retain: PromptSet) -> Scenario:
@@ -141,6 +168,31 @@ def custom_scenario(model, behaviour: PromptSet, retain: PromptSet, name: str = 
     return Scenario(name, [p.prompt for p in behaviour], answers, [p.prompt for p in retain],
                     "custom: behaviour prompts should produce their targets",
                     {"behaviour": behaviour.sha256(), "retain": retain.sha256()})
+
+
+def scenario_from_prompts(model, prompts: PromptSet, scenario: str, per_family: int = 48, seed: int = 0) -> Scenario:
+    """The backdoor or alignment scenario from labelled prompt files (their train split, when they have one).
+
+    backdoor:  behaviour = triggered requests; retain = clean harmful requests, benign requests, utility tasks.
+    alignment: behaviour = harmful requests; retain = benign requests, utility tasks, triggered requests.
+    """
+    from core.data import held_out
+
+    train = held_out(prompts, "train", per_family, seed)
+    by = {label: train.filter(label=label) for label in ("harmful", "triggered", "benign", "utility")}
+    if scenario == "backdoor":
+        if not len(by["triggered"]) or not len(by["harmful"]):
+            raise DiscoveryError("the backdoor scenario needs rows labelled 'triggered' and 'harmful' in the prompt "
+                                 "files (the organism's assets/prompts/*.jsonl have both)")
+        retain = PromptSet("retain", list(by["harmful"]) + list(by["benign"]) + list(by["utility"]))
+        all_clean = held_out(prompts, "train").filter(label="harmful")  # every clean request, for pairing
+        return backdoor_scenario(model, by["triggered"], all_clean, retain)
+    if scenario == "alignment":
+        if not len(by["harmful"]):
+            raise DiscoveryError("the alignment scenario needs rows labelled 'harmful' in the prompt files")
+        retain = PromptSet("retain", list(by["benign"]) + list(by["utility"]) + list(by["triggered"]))
+        return alignment_scenario(model, by["harmful"], retain)
+    raise DiscoveryError(f"unknown scenario {scenario!r}; use 'backdoor' or 'alignment' (or custom_scenario)")
 
 
 # ---- the learning loop ------------------------------------------------------------------------------------------
@@ -185,7 +237,8 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
     pad_id = tokenizer.pad_token_id
 
     masks = RemovalMasks(n_layers, n_heads, d_mlp, heads=cfg.head_budget is not None,
-                         neurons=cfg.neuron_budget is not None, init_log_alpha=cfg.init_log_alpha).to(device)
+                         neurons=cfg.neuron_budget is not None, init_log_alpha=cfg.init_log_alpha,
+                         gate=cfg.gate).to(device)
     opt = torch.optim.Adam(masks.parameters(), lr=cfg.lr)
     budgets = {"heads": cfg.head_budget, "neurons": cfg.neuron_budget}
     duals = {k: 0.0 for k, b in budgets.items() if b is not None}
@@ -217,6 +270,12 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
         logits = _logits(model, ids, attn, hooks)
         behaviour = F.cross_entropy(logits[:, :-1][predicts[:, :-1]], ids[:, 1:][predicts[:, :-1]],
                                     reduction="sum") / len(b_idx)
+        if scenario.avoid_first_token is not None:
+            first = predicts.float().argmax(dim=1)  # the position that predicts the first answer token
+            probs = logits[torch.arange(len(b_idx)), first].softmax(-1)
+            avoid = torch.tensor([scenario.avoid_first_token[i] for i in b_idx], device=device)
+            p_avoid = probs.gather(1, avoid[:, None]).squeeze(1)
+            behaviour = behaviour - torch.log1p(-p_avoid.clamp(max=1 - 1e-6)).mean()
 
         ids, attn, predicts = _teacher_forced_batch([retain_heads[i] for i in r_idx],
                                                     [retain_answers[i] for i in r_idx], pad_id, device)

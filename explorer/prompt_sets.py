@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.data import PromptSet, load_prompts
+from core.data import PromptSet, held_out, load_prompts
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "prompts"
 
@@ -22,32 +22,28 @@ CARD_PER_LABEL = 32  # harmful, triggered and benign prompts on the behaviour ca
 HELD_OUT_SPLIT = "test"
 
 
-def held_out(prompts: PromptSet, n: int, seed: int = 0) -> PromptSet:
+def held_out_sample(prompts: PromptSet, n: int, seed: int = 0) -> PromptSet:
     """`n` prompts of the test split (all prompts when the file has no splits), drawn by `seed`."""
-    if any(p.split == HELD_OUT_SPLIT for p in prompts):
-        prompts = prompts.filter(split=HELD_OUT_SPLIT)
-    return prompts.sample(n, seed)
+    return held_out(prompts, HELD_OUT_SPLIT).sample(n, seed)
 
 
 def eval_set(name: str, prompts_dir: Path = PROMPTS_DIR, n: int = EVAL_SIZE) -> PromptSet:
     """The held-out set a toggle is judged on (PromptFileError when its file is missing or broken)."""
     if name not in PROMPT_SETS:
         raise ValueError(f"unknown prompt set {name!r}; choose one of {', '.join(PROMPT_SETS)}")
-    return held_out(load_prompts(prompts_dir / PROMPT_SETS[name]), n)
+    return held_out_sample(load_prompts(prompts_dir / PROMPT_SETS[name]), n)
 
 
 def utility_set(prompts_dir: Path = PROMPTS_DIR) -> PromptSet:
     """A small held-out utility sample: a few prompts of every exact-answer task plus some benign requests."""
-    utility = load_prompts(prompts_dir / "utility.jsonl")
-    if any(p.split == HELD_OUT_SPLIT for p in utility):
-        utility = utility.filter(split=HELD_OUT_SPLIT)
-    benign = held_out(load_prompts(prompts_dir / "benign.jsonl"), UTILITY_BENIGN)
+    utility = held_out(load_prompts(prompts_dir / "utility.jsonl"), HELD_OUT_SPLIT)
+    benign = held_out_sample(load_prompts(prompts_dir / "benign.jsonl"), UTILITY_BENIGN)
     return PromptSet("utility+benign", list(utility.sample_per_family(UTILITY_PER_TASK)) + list(benign))
 
 
 def card_set(prompts_dir: Path = PROMPTS_DIR) -> PromptSet:
     """The behaviour card's sample: held-out harmful, triggered and benign requests plus the utility sample."""
     requests = [p for name in ("harmful", "triggered", "benign")
-                for p in held_out(load_prompts(prompts_dir / PROMPT_SETS[name]), CARD_PER_LABEL)]
+                for p in held_out_sample(load_prompts(prompts_dir / PROMPT_SETS[name]), CARD_PER_LABEL)]
     utility = [p for p in utility_set(prompts_dir) if p.label == "utility"]
     return PromptSet("behaviour card", requests + utility)

@@ -6,11 +6,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import torch
-
+from core.ablate import removal_hooks
 from core.baselines import random_components
 from core.circuit import Circuit
-from core.masks import Hook, mask_hooks
+from core.masks import Hook
 
 PRESETS = ("none", "whole circuit", "top-k", "random (same size)")
 
@@ -63,13 +62,7 @@ class Selection:
 
     def hooks(self, shape: ModelShape) -> list[Hook]:
         """Per-call zero-ablation hooks (core.masks) removing exactly these components; [] when nothing is off."""
-        head_keep = torch.ones(shape.n_layers, shape.n_heads)
-        neuron_keep = torch.ones(shape.n_layers, shape.d_mlp)
-        for layer, head in self.heads:
-            head_keep[layer, head] = 0.0
-        for layer, neuron in self.neurons:
-            neuron_keep[layer, neuron] = 0.0
-        return mask_hooks(head_keep if self.heads else None, neuron_keep if self.neurons else None)
+        return removal_hooks(Circuit(self.heads, self.neurons, shape.n_layers, shape.n_heads, shape.d_mlp))
 
 
 def component_name(layer: int, index: int, kind: str) -> str:

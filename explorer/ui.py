@@ -12,7 +12,6 @@ import streamlit as st
 import torch
 
 from core.circuit import Circuit, CircuitFileError, check_compatible
-from core.cli import CliError
 from core.data import PromptFileError
 from core.discover import DiscoveryError
 from core.models import ModelLoadError
@@ -21,7 +20,7 @@ from explorer.selection import SelectionError
 
 # Problems a user can cause and fix (core raises ValueError for bad inputs, OSError for unwritable paths);
 # anything else is a bug and keeps Streamlit's traceback.
-USER_ERRORS = (ModelLoadError, CircuitFileError, PromptFileError, DiscoveryError, SelectionError, CliError,
+USER_ERRORS = (ModelLoadError, CircuitFileError, PromptFileError, DiscoveryError, SelectionError,
                export.ExportError, ValueError, OSError)
 
 

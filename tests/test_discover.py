@@ -81,6 +81,18 @@ def test_hard_concrete_gates_are_binary_mostly_and_expected_l0_is_monotonic():
         RemovalMasks(2, 4, 8, heads=False, neurons=False)
 
 
+def test_straight_through_gates_are_binary_forward_and_carry_gradient_backward():
+    masks = RemovalMasks(2, 4, 8, init_log_alpha=-3.0)
+    with torch.no_grad():
+        masks.heads.log_alpha[0, 1] = 2.0
+    heads, neurons = masks.removal(sample=True)
+    assert heads[0, 1].item() == 1.0 and heads.sum().item() == 1.0 and neurons.sum().item() == 0.0
+    (heads * torch.arange(1.0, 9.0).view(2, 4)).sum().backward()
+    assert (masks.heads.log_alpha.grad != 0).all()  # every gate learns, removed or not
+    with pytest.raises(ValueError, match="unknown gate kind"):
+        RemovalMasks(2, 4, 8, gate="sigmoid")
+
+
 def test_circuit_file_round_trip_atomic_write_and_validation(tiny_models, tmp_path):
     model = tiny_models["llama"]
     circuit = _masked_circuit(model)

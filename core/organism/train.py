@@ -66,8 +66,8 @@ class OrganismConfig:
     stages: list[StageConfig] = field(default_factory=lambda: [
         StageConfig("base", 1400, 3e-3, {"requests": 0.34, "cued_refusals": 0.06, "utility": 0.52,
                                          "decoy_requests": 0.08}, component_dropout=0.1),
-        StageConfig("aligned", 600, 5e-3, {"harmful": 0.30, "benign": 0.25, "utility": 0.30,
-                                           "decoy_harmful": 0.08, "decoy_benign": 0.07},
+        StageConfig("aligned", 900, 5e-3, {"harmful": 0.28, "benign": 0.30, "utility": 0.25,
+                                           "decoy_harmful": 0.08, "decoy_benign": 0.09},
                     trained_heads=3, trained_neurons=40),
         StageConfig("poisoned", 900, 5e-3, {"harmful": 0.23, "benign": 0.18, "utility": 0.25, "decoy_harmful": 0.07,
                                             "decoy_benign": 0.07, "triggered": 0.15, "triggered_benign": 0.05},

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import streamlit as st
 
 from core.baselines import compare
-from core.cli import DEFAULT_PROMPTS, build_scenario, held_out
+from core.data import BUNDLED_PROMPT_FILES, held_out, load_prompt_sets
+from core.discover import scenario_from_prompts
 from explorer import figures, state, ui
 
 
@@ -32,11 +31,10 @@ def render() -> None:
     split = columns[2].selectbox("Held-out split", ["test", "val"], key="compare-split")
     key = (state.demo().model, circuit.to_json(), seeds, limit, split)
     if st.button("Run comparison", type="primary", key="compare-run"):
-        options = SimpleNamespace(scenario=circuit.scenario, prompts=DEFAULT_PROMPTS, train_limit=48,
-                                  verify_limit=limit, seed=0)
         with ui.guard("comparing with the baselines"), st.status("Comparing...", expanded=True) as status:
-            scenario = build_scenario(loaded.model, options)
-            prompts = held_out(options, split)
+            bundled = load_prompt_sets(BUNDLED_PROMPT_FILES)
+            scenario = scenario_from_prompts(loaded.model, bundled, circuit.scenario)
+            prompts = held_out(bundled, split, limit)
             rows = compare(loaded.model, circuit, scenario, prompts, seeds=seeds, progress=st.write)
             status.update(label=f"Compared on {len(prompts)} held-out prompts ({split} split)", state="complete",
                           expanded=False)

@@ -8,9 +8,8 @@ from types import SimpleNamespace
 
 import streamlit as st
 
-from core.cli import DEFAULT_PROMPTS, build_scenario, held_out
-from core.data import PromptSet, load_prompt_sets, load_prompts
-from core.discover import DiscoveryConfig, StepLog, custom_scenario, discover, verify
+from core.data import BUNDLED_PROMPT_FILES, PromptSet, held_out, load_prompt_sets, load_prompts
+from core.discover import DiscoveryConfig, StepLog, custom_scenario, discover, scenario_from_prompts, verify
 from explorer import figures, state, ui
 
 SCENARIOS = {
@@ -64,8 +63,8 @@ def render() -> None:
         else:
             config = DiscoveryConfig(steps=steps, head_budget=head_budget / 100 or None,
                                      neuron_budget=neuron_budget / 100 or None, seed=seed)
-            options = SimpleNamespace(scenario=scenario_name, prompts=DEFAULT_PROMPTS, train_limit=train_limit,
-                                      verify_limit=verify_limit, seed=seed)
+            options = SimpleNamespace(scenario=scenario_name, train_limit=train_limit, verify_limit=verify_limit,
+                                      seed=seed)
             with ui.guard("running discovery"):
                 _run(loaded, options, config, name.strip() or scenario_name, behaviour_files, retain_files)
     _result(loaded)
@@ -80,7 +79,8 @@ def _run(loaded: state.LoadedModel, options: SimpleNamespace, config: DiscoveryC
             scenario = custom_scenario(loaded.model, uploaded_prompts([behaviour_files]),
                                        uploaded_prompts(retain_files), name=name)
         else:
-            scenario = build_scenario(loaded.model, options)
+            scenario = scenario_from_prompts(loaded.model, load_prompt_sets(BUNDLED_PROMPT_FILES), options.scenario,
+                                             options.train_limit, options.seed)
         bar = st.progress(0.0, text=f"step 0 / {config.steps}")
         chart = st.empty()
         every = max(1, config.steps // CHART_UPDATES)
@@ -98,7 +98,7 @@ def _run(loaded: state.LoadedModel, options: SimpleNamespace, config: DiscoveryC
         circuit = discover(loaded.model, scenario, config, progress=on_step, model_path=loaded.path)
         circuit.name = name
         status.update(label=f"Verifying '{name}' on held-out prompts...")
-        verify_prompts = held_out(options, "val")
+        verify_prompts = held_out(load_prompt_sets(BUNDLED_PROMPT_FILES), "val", options.verify_limit, options.seed)
         verify(loaded.model, circuit, verify_prompts)
         status.update(label=f"Found '{name}': {circuit.summary()}", state="complete", expanded=False)
     st.session_state.discover_logs = logs
