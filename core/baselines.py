@@ -36,6 +36,10 @@ class ComparisonRow:
     asr_after: float | None
     utility_retention: float | None
     asr_after_std: float | None = None  # spread over seeds (random baseline)
+    # The other safety behaviour, which removal should leave alone: clean ASR for a backdoor circuit,
+    # triggered ASR for an alignment circuit.
+    other_asr_before: float | None = None
+    other_asr_after: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,6 +121,10 @@ def _scenario_asr(report: EvalReport, scenario_name: str) -> float | None:
     return report.asr_triggered if scenario_name == "backdoor" else report.asr_clean
 
 
+def _other_asr(report: EvalReport, scenario_name: str) -> float | None:
+    return report.asr_clean if scenario_name == "backdoor" else report.asr_triggered
+
+
 def compare(model, circuit: Circuit, scenario: Scenario, eval_prompts: PromptSet, seeds: int = 5,
             progress: Callable[[str], None] | None = None) -> list[ComparisonRow]:
     """Learned circuit vs random / attribution / magnitude sets of the same size, on held-out prompts."""
@@ -128,30 +136,35 @@ def compare(model, circuit: Circuit, scenario: Scenario, eval_prompts: PromptSet
     candidates = {"learned": [circuit], **baseline_circuits(model, circuit, scenario, seeds)}
     rows = []
     for method, circuits in candidates.items():
-        asrs, retentions = [], []
+        asrs, others, retentions = [], [], []
         for c in circuits:
             say(f"evaluating {c.name}")
             after = evaluate(model, eval_prompts, hooks=ablate(model, c), batch_size=64)
             asrs.append(_scenario_asr(after, circuit.scenario))
+            others.append(_other_asr(after, circuit.scenario))
             retentions.append(utility_retention(before, after))
         mean_asr = sum(asrs) / len(asrs) if None not in asrs else None
         std = (sum((a - mean_asr) ** 2 for a in asrs) / len(asrs)) ** 0.5 if mean_asr is not None else None
         rows.append(ComparisonRow(method if method != "random" else f"random (mean of {len(circuits)})",
                                   len(circuit.heads), len(circuit.neurons),
                                   100 * circuit.fractions()["components"], asr_before, mean_asr,
-                                  sum(retentions) / len(retentions), std if len(circuits) > 1 else None))
+                                  sum(retentions) / len(retentions), std if len(circuits) > 1 else None,
+                                  _other_asr(before, circuit.scenario),
+                                  sum(others) / len(others) if None not in others else None))
     return rows
 
 
 def format_table(rows: list[ComparisonRow], scenario_name: str) -> str:
-    asr = "triggered ASR" if scenario_name == "backdoor" else "clean ASR"
+    asr, other = ("triggered ASR", "clean ASR") if scenario_name == "backdoor" else ("clean ASR", "triggered ASR")
     header = (f"{'method':<22} {'heads':>5} {'neurons':>7} {'% comps':>8} {asr + ' before->after':>28} "
-              f"{'utility kept':>12}")
+              f"{other + ' before->after':>28} {'utility kept':>12}")
     lines = [header, "-" * len(header)]
     for r in rows:
         change = f"{100 * r.asr_before:.1f}% -> {100 * r.asr_after:.1f}%"
         if r.asr_after_std is not None:
             change += f" (sd {100 * r.asr_after_std:.1f})"
+        other_change = "n/a" if r.other_asr_before is None or r.other_asr_after is None else \
+            f"{100 * r.other_asr_before:.1f}% -> {100 * r.other_asr_after:.1f}%"
         lines.append(f"{r.method:<22} {r.heads:>5} {r.neurons:>7} {r.percent_components:>7.2f}% {change:>28} "
-                     f"{100 * r.utility_retention:>11.1f}%")
+                     f"{other_change:>28} {100 * r.utility_retention:>11.1f}%")
     return "\n".join(lines)
