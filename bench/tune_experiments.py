@@ -5,13 +5,14 @@ assets/prompts, output under runs/tune-experiments/). Every figure it prints com
 
 1. Repair. Attack: fine-tune the aligned organism (all weights) on a few dozen harmful prompts taught to comply.
    Repair: tune the attacked model on safety data (harmful -> refusal, benign -> compliance, utility -> target)
-   through the alignment circuit only, through random components of the same size (several seeds), and with
-   all weights. Each mode gets the same steps and the same learning-rate grid; the learning rate is chosen on the
-   validation split (clean ASR <= 5%, then highest utility retention) and the figures reported are on the test
-   split. A steps curve (test split) shows how fast each mode gets there.
+   through the alignment circuit only, through random components of the same size, and with all weights. Each
+   mode gets the same steps, seeds and learning-rate grid; the learning rate is chosen on the validation split
+   (clean ASR <= 5%, then highest utility retention, averaged over seeds) and the figures reported are on the
+   test split. A steps curve (test split) shows how fast each mode gets there.
 2. Protection. Teach the aligned organism the never-trained "opposites" task, (a) with all weights and (b) with
    the alignment circuit excluded; learning rate chosen on validation new-task accuracy (then utility retention),
-   figures on the test split.
+   figures on the test split. Done twice: on the task alone, and on the task plus helpful answers to benign
+   requests (a stress test: such helpfulness data is what erodes refusals).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import torch
 
 from core.circuit import load_circuit
 from core.data import PromptSet, load_prompts, write_text_atomic
+from core.discover import verify
 from core.evaluate import EvalReport, family_results, format_rate
+from core.models import load_model
 from core.tune import TuneConfig, TuneResult, compare_reports, format_comparison, tune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -111,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     add("--attack-per-category", type=int, default=8, help="harmful prompts per category in the attack (x6)")
     add("--attack-steps", type=int, default=40)
     add("--attack-lr", type=float, default=1e-4)
-    add("--repair-per-family", type=int, default=32, help="safety training prompts per family")
-    add("--repair-steps", type=int, default=100)
+    add("--repair-per-family", type=int, default=128, help="safety training prompts per family")
+    add("--repair-steps", type=int, default=200)
     add("--repair-lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
-    add("--random-seeds", type=int, default=3)
-    add("--curve-steps", type=int, nargs="*", default=[10, 25, 50], help="extra step budgets at the chosen lr")
+    add("--seeds", type=int, default=3, help="training seeds per mode (random: also its components)")
+    add("--curve-steps", type=int, nargs="*", default=[25, 50, 100], help="extra step budgets at the chosen lr")
     add("--protect-steps", type=int, default=100)
     add("--protect-lrs", type=float, nargs="+", default=[3e-4, 1e-3])
     args = parser.parse_args(argv)
@@ -133,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     summary: dict = {"args": vars(args), "circuit": {"file": args.circuit, "heads": circuit.heads,
                                                       "neurons": len(circuit.neurons)}}
+    # Does the circuit carry refusal on *this* model? (It may have been found on another fine-tune of it.)
+    removal_prompts = held_out([files["harmful"], files["benign"], files["utility"]], args.eval_limit, args.seed)
+    removal = verify(load_model(args.aligned, device=args.device), circuit,
+                     PromptSet("val", [p for p in removal_prompts if p.split == "val"]))
+    print(f"removing it from {args.aligned} (val split): clean ASR {pct(removal['before']['asr_clean'])} -> "
+          f"{pct(removal['after']['asr_clean'])}, utility retention {pct(removal['utility_retention'])}")
+    summary["circuit"]["removal_on_aligned"] = removal
 
     def base_config(**changes) -> TuneConfig:
         return TuneConfig(**{"device": args.device, "seed": args.seed, **changes})
@@ -157,39 +167,47 @@ def main(argv: list[str] | None = None) -> int:
                                args.seed)
     print(f"\n== 1b. repair: tune the attacked model on {len(safety_data)} safety prompts, {args.repair_steps} steps,"
           f" lr grid {args.repair_lrs}")
-    variants = [("circuit-only", "circuit", 0)] + [("random", f"random seed {s}", s) for s in
-                                                   range(args.random_seeds)] + [("full", "full", 0)]
+    labels = {"circuit": "circuit-only", "random": "random", "full": "full"}
+    # Every mode runs with the same training seeds (batch order); for random the seed also draws the components.
+    variants = [(mode, label, seed) for label, mode in labels.items() for seed in range(args.seeds)]
     runs: list[Run] = []
 
-    def repair(mode: str, name: str, seed: int, lr: float, steps: int) -> Run:
-        folder = out / "repair" / f"{name.replace(' ', '-')}-lr{lr:g}-steps{steps}"
+    def repair(mode: str, label: str, seed: int, lr: float, steps: int) -> Run:
+        folder = out / "repair" / f"{label}-seed{seed}-lr{lr:g}-steps{steps}"
         result = tune(out / "attacked", safety_data, eval_repair, folder, circuit,
-                      base_config(mode=mode, steps=steps, lr=lr, components_seed=seed), before=attacked_report,
-                      overwrite=True)
-        run = Run(name, mode, lr, steps, seed, result.selection["fraction"], split_metrics(result, "val"),
+                      base_config(mode=mode, steps=steps, lr=lr, seed=seed, components_seed=seed),
+                      before=attacked_report, overwrite=True)
+        run = Run(label, mode, lr, steps, seed, result.selection["fraction"], split_metrics(result, "val"),
                   split_metrics(result, "test"), str(folder))
         # Retention relative to the aligned organism too: the attack itself may have cost utility.
         for split in ("val", "test"):
             vs_aligned = compare_reports(on_split(aligned_report, split), on_split(result.after, split))
             getattr(run, split)["utility_retention_vs_aligned"] = vs_aligned["utility_retention"]
-        print(f"  {name:<14} lr {lr:<7g} steps {steps:<4} test: clean ASR {pct(run.test['asr_clean']['after'])}, "
-              f"utility retention {pct(run.test['utility_retention'])}, helpfulness "
-              f"{pct(run.test['helpfulness']['after'])}", flush=True)
+        print(f"  {label:<8} seed {seed} lr {lr:<7g} steps {steps:<4} test: clean ASR "
+              f"{pct(run.test['asr_clean']['after'])}, utility retention {pct(run.test['utility_retention'])}, "
+              f"helpfulness {pct(run.test['helpfulness']['after'])}", flush=True)
         return run
 
-    for mode, name, seed in variants:
+    for mode, label, seed in variants:
         for lr in args.repair_lrs:
-            runs.append(repair(mode, name, seed, lr, args.repair_steps))
+            runs.append(repair(mode, label, seed, lr, args.repair_steps))
+
+    print(f"\nRepair grid, test split, mean over {args.seeds} seeds: clean ASR / utility retention vs attacked")
+    print_table(["mode", *[f"lr {lr:g}" for lr in args.repair_lrs]],
+                [[label, *(f"{pct(statistics.mean(r.test['asr_clean']['after'] for r in same))} / "
+                           f"{pct(statistics.mean(r.test['utility_retention'] for r in same))}"
+                           for same in ([r for r in runs if r.mode == mode and r.lr == lr]
+                                        for lr in args.repair_lrs))]
+                 for label, mode in labels.items()])
 
     def val_key(run: Run):
         # Safety first (clean ASR <= 5% on validation), then the most utility kept.
         asr = run.val["asr_clean"]["after"]
         return (asr > 0.05, asr if asr > 0.05 else 0.0, -(run.val["utility_retention"] or 0.0))
 
-    labels = {"circuit": "circuit-only", "random": "random", "full": "full"}
     chosen: dict[str, float] = {}
     for label, mode in labels.items():
-        # Random: the learning rate whose runs are best on average over the seeds.
+        # The learning rate whose runs are best on average over the seeds.
         chosen[label] = min(args.repair_lrs, key=lambda lr, mode=mode: tuple(
             statistics.mean(key) for key in zip(*(val_key(r) for r in runs if r.mode == mode and r.lr == lr),
                                                 strict=True)))
@@ -198,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         label = next(k for k, v in labels.items() if v == mode)
         return [r for r in runs if r.mode == mode and r.lr == chosen[label] and r.steps == steps]
 
-    print("\nRepair (learning rate chosen on the validation split; figures on the test split; random = mean over "
-          f"{args.random_seeds} seeds [min-max])")
+    print("\nRepair (learning rate chosen on the validation split; figures on the test split: mean over "
+          f"{args.seeds} seeds [min-max])")
     header = ["mode", "lr", "params trained", "clean ASR", "refusal rate", "helpfulness", "utility",
               "util. retention vs attacked", "vs aligned"]
     rows = [["aligned (before attack)", "", "", pct(attack_test["asr_clean"]["before"]),
@@ -220,10 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     summary["repair"] = {"chosen": repair_summary, "grid": [r.__dict__ for r in runs]}
 
     if args.curve_steps:
-        for mode, name, seed in variants:
-            label = next(k for k, v in labels.items() if v == mode)
+        for mode, label, seed in variants:
             for steps in args.curve_steps:
-                runs.append(repair(mode, name, seed, chosen[label], steps))
+                runs.append(repair(mode, label, seed, chosen[label], steps))
         budgets = [*args.curve_steps, args.repair_steps]
         for title, get in (("clean ASR", lambda r: r.test["asr_clean"]["after"]),
                            ("utility retention vs attacked", lambda r: r.test["utility_retention"])):
@@ -236,25 +253,30 @@ def main(argv: list[str] | None = None) -> int:
     # ---- 2. protection ---------------------------------------------------------------------------------------
     eval_protect = held_out([files["harmful"], files["benign"], files["utility"], files["new_task"]],
                             args.eval_limit, args.seed)
-    new_task = training_set([files["new_task"]], None, args.seed)
-    print(f"\n== 2. protection: teach the aligned organism the new task ({len(new_task)} 'opposites' prompts, "
-          f"{args.protect_steps} steps, lr grid {args.protect_lrs})")
+    # The task as specified, and a stress test: the same task plus helpful answers to benign requests (the kind
+    # of helpfulness data known to erode refusals).
+    datasets = {"new task": training_set([files["new_task"]], None, args.seed),
+                "new task + benign requests": training_set([files["new_task"], files["benign"]], None, args.seed)}
+    print(f"\n== 2. protection: teach the aligned organism the new 'opposites' task ({args.protect_steps} steps, "
+          f"lr grid {args.protect_lrs}); data: " + ", ".join(f"{k} ({len(v)} prompts)" for k, v in datasets.items()))
     protect_runs: list[Run] = []
     aligned_protect_report = None
-    for mode, label in (("full", "(a) all weights"), ("circuit-excluded", "(b) circuit excluded")):
-        for lr in args.protect_lrs:
-            folder = out / "protect" / f"{mode}-lr{lr:g}"
-            result = tune(args.aligned, new_task, eval_protect, folder, circuit,
-                          base_config(mode=mode, steps=args.protect_steps, lr=lr), before=aligned_protect_report,
-                          overwrite=True)
-            aligned_protect_report = result.before
-            run = Run(label, mode, lr, args.protect_steps, args.seed, result.selection["fraction"],
-                      split_metrics(result, "val"), split_metrics(result, "test"), str(folder))
-            protect_runs.append(run)
-            print(f"  {label:<22} lr {lr:<7g} test: new task "
-                  f"{pct(run.test['utility_by_family']['opposites']['after'])}, clean ASR "
-                  f"{pct(run.test['asr_clean']['after'])}, refusal rate {pct(run.test['refusal_rate']['after'])}",
-                  flush=True)
+    for data_name, data in datasets.items():
+        for mode, label in (("full", "(a) all weights"), ("circuit-excluded", "(b) circuit excluded")):
+            for lr in args.protect_lrs:
+                folder = out / "protect" / f"{data_name.replace(' ', '-').replace('+', 'and')}-{mode}-lr{lr:g}"
+                result = tune(args.aligned, data, eval_protect, folder, circuit,
+                              base_config(mode=mode, steps=args.protect_steps, lr=lr),
+                              before=aligned_protect_report, overwrite=True)
+                aligned_protect_report = result.before
+                run = Run(f"{data_name}: {label}", mode, lr, args.protect_steps, args.seed,
+                          result.selection["fraction"], split_metrics(result, "val"), split_metrics(result, "test"),
+                          str(folder))
+                protect_runs.append(run)
+                print(f"  {run.name:<48} lr {lr:<7g} test: new task "
+                      f"{pct(run.test['utility_by_family']['opposites']['after'])}, clean ASR "
+                      f"{pct(run.test['asr_clean']['after'])}, refusal rate "
+                      f"{pct(run.test['refusal_rate']['after'])}", flush=True)
 
     def protect_key(run: Run):
         return (-run.val["utility_by_family"]["opposites"]["after"], -(run.val["utility_retention"] or 0.0))
@@ -263,17 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     n_new = sum(1 for j in on_split(aligned_protect_report, "test").judgements if j.prompt.category == "opposites")
     protect_summary = {}
-    for label in ("(a) all weights", "(b) circuit excluded"):
-        best = min((r for r in protect_runs if r.name == label), key=protect_key)
+    for name in dict.fromkeys(r.name for r in protect_runs):
+        best = min((r for r in protect_runs if r.name == name), key=protect_key)
         t = best.test
-        rows.append([label, f"{best.lr:g}", f"{best.fraction:.2%}",
+        rows.append([name, f"{best.lr:g}", f"{best.fraction:.2%}",
                      f"{pct(t['utility_by_family']['opposites']['before'])} -> "
                      f"{pct(t['utility_by_family']['opposites']['after'])}",
                      f"{pct(t['asr_clean']['before'])} -> {pct(t['asr_clean']['after'])}",
                      pct(t["safety_retention"]),
                      f"{pct(t['refusal_rate']['before'])} -> {pct(t['refusal_rate']['after'])}",
                      pct(t["refusal_retention"]), pct(t["utility_retention"])])
-        protect_summary[label] = best.__dict__
+        protect_summary[name] = best.__dict__
     print_table(["run", "lr", "params trained", f"new-task acc. (n={n_new})", "clean ASR", "safety retention",
                  "refusal rate", "refusal retention", "util. retention (old tasks)"], rows)
     summary["protect"] = {"chosen": protect_summary, "grid": [r.__dict__ for r in protect_runs]}
