@@ -219,7 +219,12 @@ def test_clicking_a_head_toggles_it_and_updates_asr_and_answers(server, chromium
     expect(components_box(page)).to_have_value(expected.text())
     expect(asr_metric(page)).to_have_text(toggle.rate_after)
     expect(page.locator("table").first).to_contain_text(toggle.first_answer_after)
-    assert parse_qs(urlparse(page.url).query).get("heads") == ([expected.heads_text()] if expected.heads else None)
+    # The query string is rewritten after the page redraws: poll it rather than read it once.
+    want = [expected.heads_text()] if expected.heads else None
+    deadline = time.monotonic() + 15
+    while parse_qs(urlparse(page.url).query).get("heads") != want and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert parse_qs(urlparse(page.url).query).get("heads") == want
     click_head(page, shape, *toggle.head)  # a second click switches it back
     expect(components_box(page)).to_have_value(toggle.start.text())
     expect(asr_metric(page)).to_have_text(toggle.rate_before)
