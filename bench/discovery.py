@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from core.data import load_prompts
-from core.discover import _logits, _teacher_forced_batch
+from core.discover import forward_logits, teacher_forced_batch
 from core.generate import encode_prompts
 from core.masks import RemovalMasks
 from core.models import load_model, model_shape
@@ -44,7 +44,7 @@ def main() -> None:
     prompts = [p.prompt for p in load_prompts(args.prompts).sample(args.batch, seed=0)]
     heads = encode_prompts(tok, prompts)
     answers = [tok(" I'm sorry, but I cannot help with that.", add_special_tokens=False)["input_ids"]] * len(heads)
-    ids, attn, predicts = _teacher_forced_batch(heads, answers, tok.pad_token_id, model.cfg.device)
+    ids, attn, predicts = teacher_forced_batch(heads, answers, tok.pad_token_id, model.cfg.device)
     targets = ids[:, 1:][predicts[:, :-1]]
 
     masks = RemovalMasks(*model_shape(model)).to(model.cfg.device)
@@ -52,7 +52,7 @@ def main() -> None:
     hf = model.original_model
 
     def masked_step() -> None:
-        logits = _logits(model, ids, attn, masks.hooks(sample=True, generator=noise))
+        logits = forward_logits(model, ids, attn, masks.hooks(sample=True, generator=noise))
         F.cross_entropy(logits[:, :-1][predicts[:, :-1]], targets).backward()
         masks.zero_grad(set_to_none=True)
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from core.ablate import ablate, activation_moments
 from core.circuit import Circuit
 from core.data import PromptSet
-from core.discover import Scenario, _logits, _teacher_forced_batch
+from core.discover import Scenario, forward_logits, teacher_forced_batch
 from core.evaluate import EvalReport, evaluate, utility_retention
 from core.generate import encode_prompts, generate_ids
 from core.masks import mask_hooks
@@ -74,9 +74,9 @@ def attribution_scores(model, scenario: Scenario, batch_size: int = 16, answer_t
     b_heads = encode_prompts(tok, scenario.behaviour_prompts)
     for start in range(0, len(b_heads), batch_size):
         sl = slice(start, start + batch_size)
-        ids, attn, predicts = _teacher_forced_batch(b_heads[sl], scenario.behaviour_answers[sl], tok.pad_token_id,
+        ids, attn, predicts = teacher_forced_batch(b_heads[sl], scenario.behaviour_answers[sl], tok.pad_token_id,
                                                     device)
-        logits = _logits(model, ids, attn, hooks)
+        logits = forward_logits(model, ids, attn, hooks)
         loss = F.cross_entropy(logits[:, :-1][predicts[:, :-1]], ids[:, 1:][predicts[:, :-1]], reduction="sum")
         (loss / len(b_heads)).backward()
     r_heads = encode_prompts(tok, scenario.retain_prompts)
@@ -84,12 +84,12 @@ def attribution_scores(model, scenario: Scenario, batch_size: int = 16, answer_t
     for start in range(0, len(r_heads), batch_size):
         sl = slice(start, start + batch_size)
         answers = [a or [tok.eos_token_id] for a in r_answers[sl]]
-        ids, attn, predicts = _teacher_forced_batch(r_heads[sl], answers, tok.pad_token_id, device)
+        ids, attn, predicts = teacher_forced_batch(r_heads[sl], answers, tok.pad_token_id, device)
         with torch.no_grad():
-            full = F.log_softmax(_logits(model, ids, attn, ())[predicts], dim=-1)
+            full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts], dim=-1)
         # The KL's gradient is zero at the full model; its second-order curvature is what protects retain
         # behaviour, so we use the CE of the full model's answers, whose gradient is informative there.
-        masked = F.log_softmax(_logits(model, ids, attn, hooks)[predicts], dim=-1)
+        masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts], dim=-1)
         loss = -(full.exp() * masked).sum()
         (loss / len(r_heads)).backward()
     return -head_removal.grad.detach().cpu(), -neuron_removal.grad.detach().cpu()

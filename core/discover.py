@@ -196,7 +196,7 @@ def scenario_from_prompts(model, prompts: PromptSet, scenario: str, per_family: 
 
 
 # ---- the learning loop ------------------------------------------------------------------------------------------
-def _teacher_forced_batch(heads: list[list[int]], answers: list[list[int]], pad_id: int, device
+def teacher_forced_batch(heads: list[list[int]], answers: list[list[int]], pad_id: int, device
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded prompt+answer ids, attention mask, and a mask of the positions that predict answer tokens."""
     seqs = [h + a for h, a in zip(heads, answers, strict=True)]
@@ -211,7 +211,7 @@ def _teacher_forced_batch(heads: list[list[int]], answers: list[list[int]], pad_
     return ids.to(device), attn.to(device), predicts.to(device)
 
 
-def _logits(model, ids: torch.Tensor, attn: torch.Tensor, hooks) -> torch.Tensor:
+def forward_logits(model, ids: torch.Tensor, attn: torch.Tensor, hooks) -> torch.Tensor:
     with hooked(model, hooks):
         return model(ids, attention_mask=attn, return_type="logits", use_cache=False).float()
 
@@ -265,9 +265,9 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
         b_idx, r_idx = next(behaviour_batches), next(retain_batches)
         hooks = masks.hooks(sample=True, generator=noise)
 
-        ids, attn, predicts = _teacher_forced_batch([behaviour_heads[i] for i in b_idx],
+        ids, attn, predicts = teacher_forced_batch([behaviour_heads[i] for i in b_idx],
                                                     [scenario.behaviour_answers[i] for i in b_idx], pad_id, device)
-        logits = _logits(model, ids, attn, hooks)
+        logits = forward_logits(model, ids, attn, hooks)
         behaviour = F.cross_entropy(logits[:, :-1][predicts[:, :-1]], ids[:, 1:][predicts[:, :-1]],
                                     reduction="sum") / len(b_idx)
         if scenario.avoid_first_token is not None:
@@ -277,11 +277,11 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
             p_avoid = probs.gather(1, avoid[:, None]).squeeze(1)
             behaviour = behaviour - torch.log1p(-p_avoid.clamp(max=1 - 1e-6)).mean()
 
-        ids, attn, predicts = _teacher_forced_batch([retain_heads[i] for i in r_idx],
+        ids, attn, predicts = teacher_forced_batch([retain_heads[i] for i in r_idx],
                                                     [retain_answers[i] for i in r_idx], pad_id, device)
         with torch.no_grad():
-            full = F.log_softmax(_logits(model, ids, attn, ())[predicts], dim=-1)
-        masked = F.log_softmax(_logits(model, ids, attn, hooks)[predicts], dim=-1)
+            full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts], dim=-1)
+        masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts], dim=-1)
         # Summed over answer positions, averaged over prompts: the first answer token (comply or refuse) must
         # weigh as much per prompt as it does in the behaviour term, not be diluted by the tokens after it.
         retain = F.kl_div(masked, full, log_target=True, reduction="sum") / len(r_idx)
