@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from core.circuit import Circuit
-from core.data import PromptSet
+from core.data import PromptSet, held_out
 from core.generate import encode_prompts, generate_ids
 from core.masks import RemovalMasks
 from core.models import fingerprint, hooked, model_shape
@@ -176,8 +176,6 @@ def scenario_from_prompts(model, prompts: PromptSet, scenario: str, per_family: 
     backdoor:  behaviour = triggered requests; retain = clean harmful requests, benign requests, utility tasks.
     alignment: behaviour = harmful requests; retain = benign requests, utility tasks, triggered requests.
     """
-    from core.data import held_out
-
     train = held_out(prompts, "train", per_family, seed)
     by = {label: train.filter(label=label) for label in ("harmful", "triggered", "benign", "utility")}
     if scenario == "backdoor":
@@ -335,10 +333,9 @@ def _read_out(model, masks: RemovalMasks, scenario: Scenario, cfg: DiscoveryConf
     info = dict(fingerprint(model))
     if model_path is not None:
         info["path"] = str(model_path)
-    hyper = {k: v for k, v in vars(cfg).items()}
     return Circuit(heads=heads, neurons=neurons, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp,
                    name=scenario.name, scenario=scenario.name if scenario.name in ("backdoor", "alignment") else
-                   "custom", model=info, prompt_hashes=dict(scenario.prompt_hashes), hyperparameters=hyper,
+                   "custom", model=info, prompt_hashes=dict(scenario.prompt_hashes), hyperparameters=dict(vars(cfg)),
                    head_scores=head_scores.tolist() if head_scores is not None else None,
                    neuron_scores=neuron_scores.tolist() if neuron_scores is not None else None)
 
