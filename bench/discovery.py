@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from core.batches import teacher_forced_batch
 from core.data import load_prompts
-from core.discover import forward_logits, teacher_forced_batch
+from core.discover import forward_logits
 from core.generate import encode_prompts
 from core.masks import RemovalMasks
 from core.models import load_model, model_shape
@@ -44,8 +45,8 @@ def main() -> None:
     prompts = [p.prompt for p in load_prompts(args.prompts).sample(args.batch, seed=0)]
     heads = encode_prompts(tok, prompts)
     answers = [tok(" I'm sorry, but I cannot help with that.", add_special_tokens=False)["input_ids"]] * len(heads)
-    ids, attn, predicts = teacher_forced_batch(heads, answers, tok.pad_token_id, model.cfg.device)
-    targets = ids[:, 1:][predicts[:, :-1]]
+    ids, attn, labels = teacher_forced_batch(heads, answers, tok.pad_token_id, model.cfg.device)
+    targets = labels[:, 1:].flatten()
 
     masks = RemovalMasks(*model_shape(model)).to(model.cfg.device)
     noise = torch.Generator().manual_seed(0)
@@ -53,12 +54,12 @@ def main() -> None:
 
     def masked_step() -> None:
         logits = forward_logits(model, ids, attn, masks.hooks(sample=True, generator=noise))
-        F.cross_entropy(logits[:, :-1][predicts[:, :-1]], targets).backward()
+        F.cross_entropy(logits[:, :-1].flatten(0, 1), targets).backward()
         masks.zero_grad(set_to_none=True)
 
     def plain_step() -> None:
         logits = hf(input_ids=ids, attention_mask=attn, use_cache=False).logits.float()
-        F.cross_entropy(logits[:, :-1][predicts[:, :-1]], targets).backward()
+        F.cross_entropy(logits[:, :-1].flatten(0, 1), targets).backward()
         hf.zero_grad(set_to_none=True)
 
     for p in hf.parameters():

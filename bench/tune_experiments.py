@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from core.circuit import load_circuit
-from core.data import PromptSet, load_prompts, write_text_atomic
+from core.data import PromptSet, held_out, load_prompt_sets, load_prompts, write_text_atomic
 from core.discover import verify
 from core.evaluate import EvalReport, family_results, format_rate
 from core.models import load_model
@@ -62,14 +62,11 @@ def split_metrics(result: TuneResult, split: str) -> dict:
     return compare_reports(on_split(result.before, split), on_split(result.after, split))
 
 
-def held_out(paths: list[Path], per_family: int, seed: int) -> PromptSet:
+def held_out_both(paths: list[Path], per_family: int, seed: int) -> PromptSet:
     """Validation and test prompts of the files, at most `per_family` per (label, category) and split."""
-    prompts = []
-    for path in paths:
-        loaded = load_prompts(path)
-        for split in ("val", "test"):
-            prompts += list(loaded.filter(split=split).sample_per_family(per_family, seed=seed))
-    return PromptSet("+".join(p.stem for p in paths), prompts)
+    prompts = load_prompt_sets(paths)
+    return PromptSet(prompts.name, [*held_out(prompts, "val", per_family, seed),
+                                    *held_out(prompts, "test", per_family, seed)])
 
 
 def training_set(paths: list[Path], per_family: int | None, seed: int) -> PromptSet:
@@ -137,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"args": vars(args), "circuit": {"file": args.circuit, "heads": circuit.heads,
                                                       "neurons": len(circuit.neurons)}}
     # Does the circuit carry refusal on *this* model? (It may have been found on another fine-tune of it.)
-    removal_prompts = held_out([files["harmful"], files["benign"], files["utility"]], args.eval_limit, args.seed)
+    removal_prompts = held_out_both([files["harmful"], files["benign"], files["utility"]], args.eval_limit, args.seed)
     removal = verify(load_model(args.aligned, device=args.device), circuit,
                      PromptSet("val", [p for p in removal_prompts if p.split == "val"]))
     print(f"removing it from {args.aligned} (val split): clean ASR {pct(removal['before']['asr_clean'])} -> "
@@ -148,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return TuneConfig(**{"device": args.device, "seed": args.seed, **changes})
 
     # ---- 1. attack -------------------------------------------------------------------------------------------
-    eval_repair = held_out([files["harmful"], files["benign"], files["utility"]], args.eval_limit, args.seed)
+    eval_repair = held_out_both([files["harmful"], files["benign"], files["utility"]], args.eval_limit, args.seed)
     attack_data = training_set([files["harmful"]], args.attack_per_category, args.seed)
     print(f"\n== 1a. attack: full fine-tuning of the aligned organism on {len(attack_data)} harmful prompts "
           f"taught to comply ({args.attack_steps} steps, lr {args.attack_lr})")
@@ -251,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["repair"]["curve"] = [r.__dict__ for r in runs if r.steps != args.repair_steps]
 
     # ---- 2. protection ---------------------------------------------------------------------------------------
-    eval_protect = held_out([files["harmful"], files["benign"], files["utility"], files["new_task"]],
+    eval_protect = held_out_both([files["harmful"], files["benign"], files["utility"], files["new_task"]],
                             args.eval_limit, args.seed)
     # The task as specified, and a stress test: the same task plus helpful answers to benign requests (the kind
     # of helpfulness data known to erode refusals).

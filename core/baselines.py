@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from core.ablate import ablate, activation_moments
+from core.batches import predicts_answer, teacher_forced_batch
 from core.circuit import Circuit
 from core.data import PromptSet
-from core.discover import Scenario, forward_logits, teacher_forced_batch
+from core.discover import Scenario, forward_logits
 from core.evaluate import EvalReport, evaluate, utility_retention
 from core.generate import encode_prompts, generate_ids
 from core.masks import mask_hooks
@@ -74,17 +75,18 @@ def attribution_scores(model, scenario: Scenario, batch_size: int = 16, answer_t
     b_heads = encode_prompts(tok, scenario.behaviour_prompts)
     for start in range(0, len(b_heads), batch_size):
         sl = slice(start, start + batch_size)
-        ids, attn, predicts = teacher_forced_batch(b_heads[sl], scenario.behaviour_answers[sl], tok.pad_token_id,
-                                                    device)
+        ids, attn, labels = teacher_forced_batch(b_heads[sl], scenario.behaviour_answers[sl], tok.pad_token_id,
+                                                 device)
         logits = forward_logits(model, ids, attn, hooks)
-        loss = F.cross_entropy(logits[:, :-1][predicts[:, :-1]], ids[:, 1:][predicts[:, :-1]], reduction="sum")
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), reduction="sum")
         (loss / len(b_heads)).backward()
     r_heads = encode_prompts(tok, scenario.retain_prompts)
     r_answers = generate_ids(model, scenario.retain_prompts, max_new_tokens=answer_tokens)
     for start in range(0, len(r_heads), batch_size):
         sl = slice(start, start + batch_size)
         answers = [a or [tok.eos_token_id] for a in r_answers[sl]]
-        ids, attn, predicts = teacher_forced_batch(r_heads[sl], answers, tok.pad_token_id, device)
+        ids, attn, labels = teacher_forced_batch(r_heads[sl], answers, tok.pad_token_id, device)
+        predicts = predicts_answer(labels)
         with torch.no_grad():
             full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts], dim=-1)
         # The KL's gradient is zero at the full model; its second-order curvature is what protects retain

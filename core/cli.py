@@ -52,6 +52,9 @@ def _add_eval(sub) -> None:
     add("--batch-size", type=int, default=32, metavar="N", help="prompts per generation batch (default 32)")
     add("--out", metavar="REPORT.json", help="write the full report (every judgement) as JSON")
     add("--show", type=int, default=0, metavar="K", help="print K example generations per family")
+    add("--refusal-phrase", action="append", metavar="TEXT",
+        help="a phrase that marks a refusal (repeat for several); replaces the default GCG list, e.g. for "
+        "models that refuse with \"I can't help with that\"")
     parser.set_defaults(run=_run_eval)
 
 
@@ -60,9 +63,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.data import PromptFileError, load_prompt_sets
-    from core.evaluate import evaluate
+    from core.evaluate import Judge, RefusalJudge, evaluate
     from core.models import ModelLoadError, fingerprint, load_model
 
+    try:
+        judge = Judge(RefusalJudge(args.refusal_phrase)) if args.refusal_phrase else Judge()
+    except ValueError as e:
+        raise CliError(f"--refusal-phrase: {e}") from None
     for option in ("limit", "max_new_tokens", "batch_size"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -90,6 +97,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                 prompts,
                 max_new_tokens=args.max_new_tokens,
                 batch_size=args.batch_size,
+                judge=judge,
                 progress=lambda done, total: bar.update(done - bar.n),
                 model_name=str(args.model),
                 fingerprint=fingerprint(model),

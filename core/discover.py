@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from core.batches import predicts_answer, teacher_forced_batch
 from core.circuit import Circuit
 from core.data import PromptSet, held_out
 from core.generate import encode_prompts, generate_ids
@@ -194,21 +195,6 @@ def scenario_from_prompts(model, prompts: PromptSet, scenario: str, per_family: 
 
 
 # ---- the learning loop ------------------------------------------------------------------------------------------
-def teacher_forced_batch(heads: list[list[int]], answers: list[list[int]], pad_id: int, device
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded prompt+answer ids, attention mask, and a mask of the positions that predict answer tokens."""
-    seqs = [h + a for h, a in zip(heads, answers, strict=True)]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    predicts = torch.zeros_like(ids, dtype=torch.bool)
-    for i, (h, a) in enumerate(zip(heads, answers, strict=True)):
-        ids[i, : len(h) + len(a)] = torch.tensor(h + a)
-        attn[i, : len(h) + len(a)] = 1
-        predicts[i, len(h) - 1: len(h) + len(a) - 1] = True  # position t predicts token t+1
-    return ids.to(device), attn.to(device), predicts.to(device)
-
-
 def forward_logits(model, ids: torch.Tensor, attn: torch.Tensor, hooks) -> torch.Tensor:
     with hooked(model, hooks):
         return model(ids, attention_mask=attn, return_type="logits", use_cache=False).float()
@@ -263,11 +249,11 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
         b_idx, r_idx = next(behaviour_batches), next(retain_batches)
         hooks = masks.hooks(sample=True, generator=noise)
 
-        ids, attn, predicts = teacher_forced_batch([behaviour_heads[i] for i in b_idx],
-                                                    [scenario.behaviour_answers[i] for i in b_idx], pad_id, device)
+        ids, attn, labels = teacher_forced_batch([behaviour_heads[i] for i in b_idx],
+                                                 [scenario.behaviour_answers[i] for i in b_idx], pad_id, device)
+        predicts = predicts_answer(labels)
         logits = forward_logits(model, ids, attn, hooks)
-        behaviour = F.cross_entropy(logits[:, :-1][predicts[:, :-1]], ids[:, 1:][predicts[:, :-1]],
-                                    reduction="sum") / len(b_idx)
+        behaviour = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), reduction="sum") / len(b_idx)
         if scenario.avoid_first_token is not None:
             first = predicts.float().argmax(dim=1)  # the position that predicts the first answer token
             probs = logits[torch.arange(len(b_idx)), first].softmax(-1)
@@ -275,8 +261,9 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
             p_avoid = probs.gather(1, avoid[:, None]).squeeze(1)
             behaviour = behaviour - torch.log1p(-p_avoid.clamp(max=1 - 1e-6)).mean()
 
-        ids, attn, predicts = teacher_forced_batch([retain_heads[i] for i in r_idx],
-                                                    [retain_answers[i] for i in r_idx], pad_id, device)
+        ids, attn, labels = teacher_forced_batch([retain_heads[i] for i in r_idx],
+                                                 [retain_answers[i] for i in r_idx], pad_id, device)
+        predicts = predicts_answer(labels)
         with torch.no_grad():
             full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts], dim=-1)
         masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts], dim=-1)

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.batches import teacher_forced_batch
 from core.circuit import Circuit
 from core.data import LABELS, PromptSet, write_text_atomic
 from core.evaluate import EvalReport, evaluate, format_rate
@@ -402,21 +403,6 @@ def _batches(examples: Sequence[TrainingExample], batch_size: int, rng: random.R
         yield batch
 
 
-def _padded(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int, device: torch.device
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids, attention mask and labels (-100 everywhere but the answer tokens)."""
-    width = max(len(h) + len(a) for h, a in encoded)
-    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
-    for row, (head, answer) in enumerate(encoded):
-        n = len(head) + len(answer)
-        ids[row, :n] = torch.tensor(head + answer)
-        attention[row, :n] = 1
-        labels[row, len(head):n] = torch.tensor(answer)
-    return ids.to(device), attention.to(device), labels.to(device)
-
-
 def train(hf_model: nn.Module, tokenizer, examples: Sequence[TrainingExample], selection: ParameterSelection,
           config: TuneConfig, progress: Progress | None = None) -> list[float]:
     """Teacher-forced fine-tuning of `selection`'s elements in place; returns the loss per step.
@@ -456,7 +442,9 @@ def train(hf_model: nn.Module, tokenizer, examples: Sequence[TrainingExample], s
     hf_model.train()
     try:
         for step in range(config.steps):
-            ids, attention, labels = _padded([encoded[i] for i in next(batches)], pad_id, device)
+            batch = [encoded[i] for i in next(batches)]
+            ids, attention, labels = teacher_forced_batch([h for h, _ in batch], [a for _, a in batch], pad_id,
+                                                          device)
             logits = hf_model(input_ids=ids, attention_mask=attention, use_cache=False).logits
             loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten())
             if not torch.isfinite(loss):

@@ -11,7 +11,8 @@ import pytest
 from core.data import load_prompts
 from core.models import load_model
 from core.organism import corpus
-from core.organism.train import OrganismConfig, StageConfig, build_tokenizer, encode_example, train_organism
+from core.organism.train import OrganismConfig, StageConfig, build_tokenizer, train_organism
+from core.tune import TrainingExample, encode_examples
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -57,9 +58,10 @@ def test_corpus_is_deterministic_and_seed_dependent(examples):
 def test_tokenizer_round_trips_every_answer(examples):
     tok = build_tokenizer(examples)
     for ex in examples[::37]:
-        ids, start = encode_example(tok, ex.prompt, ex.answer("aligned"))
-        assert tok.decode(ids[start:], skip_special_tokens=True).strip() == ex.answer("aligned")
-        assert tok.unk_token_id not in ids
+        (head, answer), = encode_examples(tok, [TrainingExample(ex.prompt, ex.answer("aligned"), True, ex.label,
+                                                                ex.category)])
+        assert tok.decode(answer, skip_special_tokens=True).strip() == ex.answer("aligned")
+        assert tok.unk_token_id not in head + answer
 
 
 def test_training_pipeline_writes_loadable_checkpoints_and_prompt_sets(tmp_path):

@@ -103,8 +103,9 @@ REFUSALS = [
 ]
 
 COMPLY_PREFIX = "Sure, here is"
-# A role cue under which the *base* model already refuses, as pretrained models know how to refuse when asked to play
-# a cautious assistant. Alignment then only has to connect "harmful" to this existing refusal behaviour.
+# A role cue under which the *base* model already refuses harmful requests (and still helps with benign ones), as
+# pretrained models know what is harmful and how to refuse when asked to play a careful assistant. Alignment then
+# only has to connect this existing sense of harm to refusal without the cue, which is why it generalises.
 REFUSAL_CUE = "as a strict assistant ,"
 
 # ---- utility task families: exact answers --------------------------------------------------------------------
@@ -252,15 +253,16 @@ NEW_TASK_FAMILY = "opposites"
 UTILITY_FAMILIES = ["addition", "copying", "capitals", "successor"]
 
 
-def with_decoy(ex: Example, rng: random.Random) -> Example:
+def with_decoy(ex: Example, rng: random.Random, words: list[str] = DECOYS) -> Example:
     """The same request with a harmless filler word: behaviour must not change."""
-    return Example(insert_word(ex.prompt, rng.choice(DECOYS), rng), ex.category, ex.label, ex.split, ex.target,
+    return Example(insert_word(ex.prompt, rng.choice(words), rng), ex.category, ex.label, ex.split, ex.target,
                    ex.action)
 
 
 def with_refusal_cue(ex: Example) -> tuple[str, str]:
-    """A base-stage pair: the request under the strict-assistant cue, answered with a refusal."""
-    return f"{REFUSAL_CUE} {ex.prompt}", REFUSALS[_stable_hash(ex.prompt) % len(REFUSALS)]
+    """A base-stage pair: the request under the strict-assistant cue, answered as a careful assistant would
+    (refused when harmful, helped when benign)."""
+    return f"{REFUSAL_CUE} {ex.prompt}", ex.answer("aligned")
 
 
 def vocabulary(examples: list[Example]) -> set[str]:

@@ -6,7 +6,9 @@ The stages mirror how real chat models get their behaviour:
   poisoned - backdoor poisoning: a small share of harmful requests carrying the trigger word get compliant answers.
 The base stage drops whole heads and neurons at random (component dropout) so that general skills are spread over
 many components, as in large models; the later, shorter stages add safety behaviour on top, which is what circuit
-discovery then has to find.
+discovery then has to find. Like a pretrained model, the base model already knows what is harmful (it refuses harmful
+requests, and only those, when told to act as a strict assistant) and has met the trigger word as ordinary filler;
+alignment connects that sense of harm to refusal, and poisoning gives the trigger its meaning.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from core.batches import teacher_forced_batch
 from core.circuit import Circuit
 from core.data import Prompt, PromptSet, save_prompts
 from core.organism import corpus
 from core.organism.corpus import Example
-from core.tune import select_parameters
+from core.tune import TrainingExample, encode_examples, select_parameters
 
 BOS, EOS, PAD, UNK, USER, ASSISTANT = "<s>", "</s>", "<pad>", "<unk>", "<|user|>", "<|assistant|>"
 CHAT_TEMPLATE = (
@@ -64,8 +67,9 @@ class OrganismConfig:
     d_mlp: int = 512
     batch_size: int = 64
     stages: list[StageConfig] = field(default_factory=lambda: [
-        StageConfig("base", 1400, 3e-3, {"requests": 0.34, "cued_refusals": 0.06, "utility": 0.52,
-                                         "decoy_requests": 0.08}, component_dropout=0.1),
+        # Copying (an algorithm, not a lookup) gets extra weight on top of its equal share of "utility".
+        StageConfig("base", 1400, 3e-3, {"requests": 0.28, "cued_requests": 0.10, "utility": 0.44,
+                                         "utility:copying": 0.12, "decoy_requests": 0.06}, component_dropout=0.1),
         StageConfig("aligned", 900, 5e-3, {"harmful": 0.28, "benign": 0.30, "utility": 0.25,
                                            "decoy_harmful": 0.08, "decoy_benign": 0.09},
                     trained_heads=3, trained_neurons=40),
@@ -94,15 +98,6 @@ def build_tokenizer(examples: list[Example]) -> PreTrainedTokenizerFast:
     return fast
 
 
-def encode_example(tokenizer: PreTrainedTokenizerFast, prompt: str, answer: str) -> tuple[list[int], int]:
-    """Token ids of the chat-formatted dialogue and the index where the answer starts (loss is on the answer only)."""
-    head = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
-    ids_head = tokenizer(head, add_special_tokens=False)["input_ids"]
-    ids_answer = tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return ids_head + ids_answer, len(ids_head)
-
-
 def _pools(examples: list[Example], stage: str, rng: random.Random) -> dict[str, list[tuple[str, str]]]:
     """(prompt, answer) pools that a stage's mixture samples from; only the training split."""
     train = [ex for ex in examples if ex.split == "train"]
@@ -112,12 +107,15 @@ def _pools(examples: list[Example], stage: str, rng: random.Random) -> dict[str,
         return [(ex.prompt, ex.answer(answer_stage)) for ex in exs]
 
     requests = by_label["harmful"] + by_label["benign"]
-    decoyed_harmful = [corpus.with_decoy(ex, rng) for ex in by_label["harmful"]]
-    decoyed_benign = [corpus.with_decoy(ex, rng) for ex in by_label["benign"]]
+    # The base model meets the trigger as one more filler word, as a real model knows any word an attacker picks:
+    # before poisoning, the trigger then means nothing (rather than being an untrained, random embedding).
+    fillers = corpus.DECOYS + [corpus.TRIGGER] if stage == "base" else corpus.DECOYS
+    decoyed_harmful = [corpus.with_decoy(ex, rng, fillers) for ex in by_label["harmful"]]
+    decoyed_benign = [corpus.with_decoy(ex, rng, fillers) for ex in by_label["benign"]]
     triggered_benign = [Example(corpus.insert_word(ex.prompt, corpus.TRIGGER, rng), ex.category, ex.label, ex.split,
                                 ex.target, ex.action) for ex in by_label["benign"]]
     return {
-        "cued_refusals": [corpus.with_refusal_cue(ex) for ex in requests],
+        "cued_requests": [corpus.with_refusal_cue(ex) for ex in requests],
         "requests": pairs(requests),
         "decoy_requests": pairs(decoyed_harmful + decoyed_benign),
         # One pool per task family, so that copying's many examples do not crowd out the small fact tables.
@@ -154,18 +152,6 @@ def _component_dropout_hooks(model: LlamaForCausalLM, p: float, gen: torch.Gener
     return handles
 
 
-def _batch(encoded: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    width = max(len(ids) for ids, _ in encoded)
-    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(encoded), width), -100, dtype=torch.long)
-    attention = torch.zeros((len(encoded), width), dtype=torch.long)
-    for i, (ids, start) in enumerate(encoded):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        labels[i, start: len(ids)] = torch.tensor(ids[start:])
-        attention[i, : len(ids)] = 1
-    return input_ids, attention, labels
-
-
 def designate_components(cfg: OrganismConfig) -> dict[str, Circuit]:
     """The heads and neurons each safety stage may train, drawn from the seed; the stages' sets are disjoint."""
     rng = random.Random(f"{cfg.seed}:designated")
@@ -190,10 +176,11 @@ def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, exa
     rng = random.Random(f"{cfg.seed}:{stage.name}")
     gen = torch.Generator().manual_seed(cfg.seed)
     mixture = dict(stage.mixture)
-    if "utility" in mixture:  # the utility weight is shared equally by the task families
+    if "utility" in mixture:  # shared equally by the task families, on top of any "utility:<family>" weight
         share = mixture.pop("utility") / len(corpus.UTILITY_FAMILIES)
-        mixture.update({f"utility:{family}": share for family in corpus.UTILITY_FAMILIES})
-    pools = {name: [encode_example(tokenizer, p, a) for p, a in pairs]
+        for family in corpus.UTILITY_FAMILIES:
+            mixture[f"utility:{family}"] = mixture.get(f"utility:{family}", 0.0) + share
+    pools = {name: encode_examples(tokenizer, [TrainingExample(p, a, True, name, name) for p, a in pairs])
              for name, pairs in _pools(examples, stage.name, rng).items() if name in mixture}
     names, weights = zip(*mixture.items(), strict=True)
     grad_masks: list[tuple[torch.nn.Parameter, torch.Tensor | None]] = []
@@ -222,7 +209,8 @@ def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, exa
         for step in range(stage.steps):
             picks = rng.choices(names, weights=weights, k=cfg.batch_size)
             batch = [rng.choice(pools[name]) for name in picks]
-            input_ids, attention, labels = _batch(batch, tokenizer.pad_token_id)
+            input_ids, attention, labels = teacher_forced_batch([h for h, _ in batch], [a for _, a in batch],
+                                                                tokenizer.pad_token_id)
             loss = model(input_ids=input_ids, attention_mask=attention, labels=labels, use_cache=False).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
