@@ -265,4 +265,5 @@ def valid_selection(loaded: LoadedModel) -> Selection:
 
 
 def sample_circuit_files() -> list[Path]:
-    return sorted(SAMPLE_CIRCUITS.glob("*.json"))
+    """The circuit files in sample_circuits/ (their `*.compare.json` baseline tables are not circuits)."""
+    return sorted(p for p in SAMPLE_CIRCUITS.glob("*.json") if not p.name.endswith(".compare.json"))

@@ -538,8 +538,11 @@ def test_out_of_memory_is_an_error_in_the_page(tiny_llama, monkeypatch, fresh_ca
 def test_circuit_page_lists_sample_circuits_and_switches_between_them(tiny_llama, tmp_path, monkeypatch):
     for name, heads in (("alpha", [(0, 0)]), ("beta", [(0, 0), (1, 1)])):
         make_circuit(*TINY.__dict__.values(), heads=heads, neurons=[], name=name).save(tmp_path / f"{name}.json")
+    # `safeseek compare --out` writes its table next to the circuit; it is not a circuit and must not be offered.
+    (tmp_path / "alpha.compare.json").write_text('{"circuit": "alpha", "rows": []}\n')
     monkeypatch.setattr(state, "SAMPLE_CIRCUITS", tmp_path)
     at = run_page({"model": str(tiny_llama), "page": "circuit"})
+    assert not at.error, [e.value for e in at.error]
     choices = at.selectbox(key="circuit-choice").options
     assert choices == [str(tmp_path / "alpha.json"), str(tmp_path / "beta.json"), "Upload a circuit file..."]
     assert at.query_params["circuit"] == str(tmp_path / "alpha.json")  # the first sample is used by default
