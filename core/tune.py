@@ -22,10 +22,7 @@ rename) and evaluates the model before and after on held-out prompts with core.e
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +34,7 @@ from torch import nn
 
 from core.batches import teacher_forced_batch
 from core.circuit import Circuit
-from core.data import LABELS, PromptSet, write_text_atomic
+from core.data import LABELS, PromptSet, replacing_dir, write_text_atomic
 from core.evaluate import EvalReport, evaluate, format_rate
 from core.generate import encode_prompts
 from core.models import (
@@ -602,19 +599,6 @@ def _evaluate_checkpoint(path: str | Path, prompts: PromptSet, config: TuneConfi
                     fingerprint=fingerprint(model))
 
 
-def _replace_dir(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists():
-        if not overwrite:
-            raise TuneError(f"{out_dir} already exists; pass another output directory or overwrite=True "
-                            f"(--overwrite)")
-        old = out_dir.with_name(f".{out_dir.name}-old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
-
-
 def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptSet, out_dir: str | Path,
          circuit: Circuit | None = None, config: TuneConfig | None = None, progress: Progress | None = None,
          before: EvalReport | None = None, overwrite: bool = False) -> TuneResult:
@@ -655,9 +639,7 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
 
     if progress is not None:
         progress(TuneProgress("saving", 0, 1))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with replacing_dir(out_dir) as tmp:
         hf_model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         del hf_model
@@ -671,10 +653,9 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
         before.save(tmp / EVAL_BEFORE_FILE)
         after.save(tmp / EVAL_AFTER_FILE)
         write_text_atomic(tmp / REPORT_FILE, result.to_json())
-        _replace_dir(tmp, out_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if out_dir.exists() and not overwrite:  # appeared while we trained: never replace what we did not write
+            raise TuneError(f"{out_dir} already exists; pass another output directory or overwrite=True "
+                            f"(--overwrite)")
     return result
 
 

@@ -12,6 +12,7 @@ from core.data import (
     PromptSet,
     load_prompt_sets,
     load_prompts,
+    replacing_dir,
     save_prompts,
 )
 
@@ -230,3 +231,21 @@ def test_sha256_is_content_and_order_sensitive():
     assert prompts.sha256() != PromptSet("x", prompts.prompts[::-1]).sha256()
     changed = [*prompts.prompts[:-1], Prompt("copy 1", "copying", "utility", target="w2", split="train")]
     assert prompts.sha256() != PromptSet("x", changed).sha256()
+
+
+def test_replacing_dir_swaps_whole_folders_and_leaves_nothing_half_written(tmp_path):
+    target = tmp_path / "checkpoint"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with replacing_dir(target) as tmp:
+            (tmp / "new.txt").write_text("half")
+            raise RuntimeError("the writer crashed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temp folder left behind
+    assert [p.name for p in target.iterdir()] == ["old.txt"]  # the old folder untouched
+
+    with replacing_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert target.stat().st_mode & 0o777 == 0o755  # shareable, not mkdtemp's private 0o700

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,7 +28,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from core.batches import teacher_forced_batch
 from core.circuit import Circuit
-from core.data import Prompt, PromptSet, save_prompts
+from core.data import Prompt, PromptSet, replacing_dir, save_prompts
 from core.organism import corpus
 from core.organism.corpus import Example
 from core.tune import TrainingExample, encode_examples, select_parameters
@@ -234,26 +231,11 @@ def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, exa
 
 def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path,
                     meta: dict) -> None:
-    """Write an ordinary HF checkpoint directory atomically (temp dir, then rename over the old one)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared
-    try:
+    """Write an ordinary HF checkpoint directory atomically (a temp folder that then replaces the old one)."""
+    with replacing_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "organism.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}-old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_prompt_sets(examples: list[Example], prompts_dir: Path) -> dict[str, Path]:
