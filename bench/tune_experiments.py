@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from core.circuit import load_circuit
-from core.data import PromptSet, held_out, load_prompt_sets, load_prompts, write_text_atomic
+from core.data import PromptSet, load_prompt_sets, select_split, write_text_atomic
 from core.discover import verify
 from core.evaluate import EvalReport, family_results, format_rate
 from core.models import load_model
@@ -65,16 +65,12 @@ def split_metrics(result: TuneResult, split: str) -> dict:
 def held_out_both(paths: list[Path], per_family: int, seed: int) -> PromptSet:
     """Validation and test prompts of the files, at most `per_family` per (label, category) and split."""
     prompts = load_prompt_sets(paths)
-    return PromptSet(prompts.name, [*held_out(prompts, "val", per_family, seed),
-                                    *held_out(prompts, "test", per_family, seed)])
+    return PromptSet(prompts.name, [*select_split(prompts, "val", per_family, seed),
+                                    *select_split(prompts, "test", per_family, seed)])
 
 
 def training_set(paths: list[Path], per_family: int | None, seed: int) -> PromptSet:
-    prompts = []
-    for path in paths:
-        train = load_prompts(path).filter(split="train")
-        prompts += list(train.sample_per_family(per_family, seed=seed) if per_family else train)
-    return PromptSet("+".join(p.stem for p in paths), prompts)
+    return select_split(load_prompt_sets(paths), "train", per_family, seed)
 
 
 def pct(value: float | None) -> str:

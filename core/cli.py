@@ -217,9 +217,9 @@ def _scenario(model, args: argparse.Namespace):
 
 
 def _held_out(args: argparse.Namespace, split: str):
-    from core.data import held_out
+    from core.data import select_split
 
-    return held_out(_load_prompts(args.prompts), split, args.verify_limit, args.seed)
+    return select_split(_load_prompts(args.prompts), split, args.verify_limit, args.seed)
 
 
 def _run_discover(args: argparse.Namespace) -> int:

@@ -129,8 +129,9 @@ class PromptSet:
         return digest.hexdigest()
 
 
-def held_out(prompts: PromptSet, split: str = "test", per_family: int | None = None, seed: int = 0) -> PromptSet:
-    """The prompts of `split` (all prompts when none carries that split), at most `per_family` per family."""
+def select_split(prompts: PromptSet, split: str = "test", per_family: int | None = None, seed: int = 0) -> PromptSet:
+    """The prompts of `split` (all prompts when none carries that split, as in a user's CSV), at most `per_family`
+    per (label, category) family, drawn by `seed`."""
     if any(p.split == split for p in prompts):
         prompts = prompts.filter(split=split)
     return prompts if per_family is None else prompts.sample_per_family(per_family, seed=seed)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from core.batches import predicts_answer, teacher_forced_batch
 from core.circuit import Circuit
-from core.data import PromptSet, held_out
+from core.data import PromptSet, select_split
 from core.generate import encode_prompts, generate_ids
 from core.masks import RemovalMasks
 from core.models import fingerprint, hooked, model_shape
@@ -177,14 +177,14 @@ def scenario_from_prompts(model, prompts: PromptSet, scenario: str, per_family: 
     backdoor:  behaviour = triggered requests; retain = clean harmful requests, benign requests, utility tasks.
     alignment: behaviour = harmful requests; retain = benign requests, utility tasks, triggered requests.
     """
-    train = held_out(prompts, "train", per_family, seed)
+    train = select_split(prompts, "train", per_family, seed)
     by = {label: train.filter(label=label) for label in ("harmful", "triggered", "benign", "utility")}
     if scenario == "backdoor":
         if not len(by["triggered"]) or not len(by["harmful"]):
             raise DiscoveryError("the backdoor scenario needs rows labelled 'triggered' and 'harmful' in the prompt "
                                  "files (the organism's assets/prompts/*.jsonl have both)")
         retain = PromptSet("retain", list(by["harmful"]) + list(by["benign"]) + list(by["utility"]))
-        all_clean = held_out(prompts, "train").filter(label="harmful")  # every clean request, for pairing
+        all_clean = select_split(prompts, "train").filter(label="harmful")  # every clean request, for pairing
         return backdoor_scenario(model, by["triggered"], all_clean, retain)
     if scenario == "alignment":
         if not len(by["harmful"]):

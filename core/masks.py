@@ -6,8 +6,9 @@ learning:
   * "sigmoid-ste" (default; SafeSeek's own choice): the forward pass uses the binary gate sigmoid(z) > 0.5, the
     backward pass the sigmoid's gradient (straight-through). The model the loss sees is exactly a binary circuit,
     and every gate gets a gradient at every step, so a component that only matters for the last few percent of
-    prompts still gets pulled in. On the organism's backdoor this reached 3.2% triggered ASR where hard-concrete
-    gates plateaued at 6.5% (same budget, steps and seed).
+    prompts still gets pulled in. On the bundled organism's backdoor (`safeseek discover --scenario backdoor
+    --head-budget 0.016 --neuron-budget 0.002 [--gate hard-concrete]`, val split) removal left 3.2% triggered ASR
+    with these gates and 15.1% with hard-concrete ones; at the larger budget of the sample circuit both reach 0.0%.
   * "hard-concrete" (Louizos et al., 2018): stochastic gates stretched to (-0.1, 1.1) and clamped, exactly 0 or 1
     most of the time, with a closed-form expected L0 norm. Principled and robust to noise, but a gate that sits at
     0 gets a gradient only when its noise lifts it off 0, so rarely-needed components are found late.

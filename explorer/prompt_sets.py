@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.data import PromptSet, held_out, load_prompts
+from core.data import PromptSet, load_prompts, select_split
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "prompts"
 
@@ -24,7 +24,7 @@ HELD_OUT_SPLIT = "test"
 
 def held_out_sample(prompts: PromptSet, n: int, seed: int = 0) -> PromptSet:
     """`n` prompts of the test split (all prompts when the file has no splits), drawn by `seed`."""
-    return held_out(prompts, HELD_OUT_SPLIT).sample(n, seed)
+    return select_split(prompts, HELD_OUT_SPLIT).sample(n, seed)
 
 
 def eval_set(name: str, prompts_dir: Path = PROMPTS_DIR, n: int = EVAL_SIZE) -> PromptSet:
@@ -36,7 +36,7 @@ def eval_set(name: str, prompts_dir: Path = PROMPTS_DIR, n: int = EVAL_SIZE) -> 
 
 def utility_set(prompts_dir: Path = PROMPTS_DIR) -> PromptSet:
     """A small held-out utility sample: a few prompts of every exact-answer task plus some benign requests."""
-    utility = held_out(load_prompts(prompts_dir / "utility.jsonl"), HELD_OUT_SPLIT)
+    utility = select_split(load_prompts(prompts_dir / "utility.jsonl"), HELD_OUT_SPLIT)
     benign = held_out_sample(load_prompts(prompts_dir / "benign.jsonl"), UTILITY_BENIGN)
     return PromptSet("utility+benign", list(utility.sample_per_family(UTILITY_PER_TASK)) + list(benign))
 

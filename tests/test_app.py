@@ -430,6 +430,8 @@ def test_compare_page_shows_baselines_chart_and_table(organism_dir, tmp_path):
     assert chart["data"][0]["x"] == ["learned", "random (mean of 2)", "attribution", "magnitude"]
     table = at.dataframe[0].value
     assert list(table["method"]) == chart["data"][0]["x"] and set(table["heads"]) == {2}
+    # A backdoor circuit: its removal is judged on triggered ASR, and clean ASR is shown as what must not change.
+    assert {"triggered ASR after", "clean ASR before", "clean ASR after"} <= set(table.columns)
 
 
 def test_compare_page_reports_core_errors_in_the_page(tiny_llama, tiny_circuit_file):

@@ -177,6 +177,7 @@ def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, exa
         share = mixture.pop("utility") / len(corpus.UTILITY_FAMILIES)
         for family in corpus.UTILITY_FAMILIES:
             mixture[f"utility:{family}"] = mixture.get(f"utility:{family}", 0.0) + share
+    # Encoded as core.tune encodes answers (the same ids); label and category only name the pool here.
     pools = {name: encode_examples(tokenizer, [TrainingExample(p, a, True, name, name) for p, a in pairs])
              for name, pairs in _pools(examples, stage.name, rng).items() if name in mixture}
     names, weights = zip(*mixture.items(), strict=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.baselines import compare
-from core.data import BUNDLED_PROMPT_FILES, held_out, load_prompt_sets
+from core.data import BUNDLED_PROMPT_FILES, load_prompt_sets, select_split
 from core.discover import scenario_from_prompts
 from explorer import figures, state, ui
 
@@ -34,7 +34,7 @@ def render() -> None:
         with ui.guard("comparing with the baselines"), st.status("Comparing...", expanded=True) as status:
             bundled = load_prompt_sets(BUNDLED_PROMPT_FILES)
             scenario = scenario_from_prompts(loaded.model, bundled, circuit.scenario)
-            prompts = held_out(bundled, split, limit)
+            prompts = select_split(bundled, split, limit)
             rows = compare(loaded.model, circuit, scenario, prompts, seeds=seeds, progress=st.write)
             status.update(label=f"Compared on {len(prompts)} held-out prompts ({split} split)", state="complete",
                           expanded=False)
@@ -44,13 +44,17 @@ def render() -> None:
         st.caption("Press **Run comparison** (it evaluates the model once per baseline set).")
         return
     rows = stored[1]
-    asr_label = "triggered ASR" if circuit.scenario == "backdoor" else "clean ASR"
+    # The behaviour the circuit carries, and the other one, which its removal should leave alone.
+    asr_label, other_label = (("triggered ASR", "clean ASR") if circuit.scenario == "backdoor" else
+                              ("clean ASR", "triggered ASR"))
     fig = figures.comparison_chart(rows, asr_label)
     st.plotly_chart(fig, key="compare-chart", width="stretch")
     table = [{"method": r.method, "heads": r.heads, "neurons": r.neurons,
               "% of components": round(r.percent_components, 3), f"{asr_label} before": ui.percent(r.asr_before),
               f"{asr_label} after": ui.percent(r.asr_after),
               "spread over seeds": ui.percent(r.asr_after_std) if r.asr_after_std is not None else "",
+              f"{other_label} before": ui.percent(r.other_asr_before),
+              f"{other_label} after": ui.percent(r.other_asr_after),
               "utility kept": ui.percent(r.utility_retention)} for r in rows]
     st.dataframe(table, hide_index=True)
     ui.figure_downloads(fig, f"{circuit.name}-baselines", key="compare-chart")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import streamlit as st
 
-from core.data import BUNDLED_PROMPT_FILES, PromptSet, held_out, load_prompt_sets, load_prompts
+from core.data import BUNDLED_PROMPT_FILES, PromptSet, load_prompt_sets, load_prompts, select_split
 from core.discover import DiscoveryConfig, StepLog, custom_scenario, discover, scenario_from_prompts, verify
 from explorer import figures, state, ui
 
@@ -75,12 +75,13 @@ def _run(loaded: state.LoadedModel, options: SimpleNamespace, config: DiscoveryC
     logs: list[StepLog] = []
     with st.status(f"Discovering a {options.scenario} circuit...", expanded=True) as status:
         st.write("Building the scenario (the full model's answers to the training prompts)...")
+        bundled = load_prompt_sets(BUNDLED_PROMPT_FILES)  # training prompts and the held-out ones to verify on
         if options.scenario == "custom":
             scenario = custom_scenario(loaded.model, uploaded_prompts([behaviour_files]),
                                        uploaded_prompts(retain_files), name=name)
         else:
-            scenario = scenario_from_prompts(loaded.model, load_prompt_sets(BUNDLED_PROMPT_FILES), options.scenario,
-                                             options.train_limit, options.seed)
+            scenario = scenario_from_prompts(loaded.model, bundled, options.scenario, options.train_limit,
+                                             options.seed)
         bar = st.progress(0.0, text=f"step 0 / {config.steps}")
         chart = st.empty()
         every = max(1, config.steps // CHART_UPDATES)
@@ -98,7 +99,7 @@ def _run(loaded: state.LoadedModel, options: SimpleNamespace, config: DiscoveryC
         circuit = discover(loaded.model, scenario, config, progress=on_step, model_path=loaded.path)
         circuit.name = name
         status.update(label=f"Verifying '{name}' on held-out prompts...")
-        verify_prompts = held_out(load_prompt_sets(BUNDLED_PROMPT_FILES), "val", options.verify_limit, options.seed)
+        verify_prompts = select_split(bundled, "val", options.verify_limit, options.seed)
         verify(loaded.model, circuit, verify_prompts)
         status.update(label=f"Found '{name}': {circuit.summary()}", state="complete", expanded=False)
     st.session_state.discover_logs = logs

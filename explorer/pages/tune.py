@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.data import PromptSet, load_prompts
+from core.data import PromptSet, load_prompt_sets, select_split
 from core.tune import (
     DEFAULT_REFUSAL,
     MODES,
@@ -47,11 +47,8 @@ PHASE_SHARE = {"evaluating before": (0.0, 0.2), "training": (0.2, 0.75), "saving
 
 def prompt_files(names: list[str], split: str, per_family: int | None, seed: int) -> PromptSet:
     """The bundled prompt sets `names`, their `split` only, at most `per_family` per (label, category)."""
-    prompts = []
-    for name in names:
-        loaded = load_prompts(prompt_sets.PROMPTS_DIR / f"{name}.jsonl").filter(split=split)
-        prompts += list(loaded.sample_per_family(per_family, seed) if per_family else loaded)
-    return PromptSet("+".join(names), prompts)
+    return select_split(load_prompt_sets(prompt_sets.PROMPTS_DIR / f"{name}.jsonl" for name in names), split,
+                        per_family, seed)
 
 
 def free_folder(stem: Path) -> Path:
