@@ -1,7 +1,7 @@
 """Cost of one masked forward+backward discovery step, relative to a plain HF forward+backward on the same batch.
 
 Both sides run the same teacher-forced batch through the same weights in one process, interleaved, and the median
-of several repeats is compared (these machines are noisy). The masked side is what `core.discover` does per
+of several repeats is compared (these machines are noisy). The masked side is what `core.scoring.learned` does per
 behaviour batch: sampled hard-concrete gates on every head and neuron, hooks through the TransformerBridge, loss,
 backward into the gate logits. The plain side is the HF model with its weights trainable (a fine-tuning step).
 Target: ratio <= 1.3.
@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from core.batches import teacher_forced_batch
-from core.data import load_prompts
-from core.discover import forward_logits
-from core.generate import encode_prompts
-from core.masks import RemovalMasks
-from core.models import load_model, model_shape
+from core.circuit.masks import RemovalMasks
+from core.data.batches import teacher_forced_batch
+from core.data.files import load_prompts
+from core.model.generate import encode_prompts
+from core.model.hooks import forward_logits
+from core.model.load import load_model, model_shape
 
 ROOT = Path(__file__).resolve().parent.parent
 

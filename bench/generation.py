@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from core.generate import encode_prompts, generate
-from core.models import load_model
+from core.model.generate import encode_prompts, generate
+from core.model.load import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORGANISM_DIR = REPO_ROOT / "assets" / "organism"
@@ -49,7 +49,7 @@ def bench_prompts(count: int) -> list[str]:
 
 
 def hf_generate(hf_model, tokenizer, prompts: list[str], new_tokens: int) -> list[str]:
-    """Plain HF: same token ids as core.generate, left-padded by the tokenizer, greedy `generate`."""
+    """Plain HF: same token ids as core.model.generate, left-padded by the tokenizer, greedy `generate`."""
     encoded = encode_prompts(tokenizer, prompts)
     batch = tokenizer.pad({"input_ids": encoded}, padding=True, padding_side="left", return_tensors="pt")
     with torch.inference_mode():

@@ -1,7 +1,7 @@
 """Benchmark: Playground latency from a toggle to updated results (target: median at most 1.5 s).
 
 Run `python bench/toggle.py [--model PATH] [--toggles 10] [--prompts triggered]`; without --model it uses
-assets/organism. It measures exactly what the Playground runs after a click (explorer.ablation.measure, without the
+assets/organism. It measures exactly what the Playground runs after a click (core.evaluation.live.measure, without the
 app's result cache): the ablated model judged on 64 held-out prompts (judging-length generation; the 8 shown answers
 are among them) plus the small utility sample. The full model's answers are computed once beforehand, as the app
 caches them. Each toggle switches one more random head off, so every measurement is a new selection.
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from core.models import ModelLoadError, load_model, model_shape
-from explorer import ablation, prompt_sets
-from explorer.selection import ModelShape, Selection
+from core.circuit.selection import ModelShape, Selection
+from core.data import samples
+from core.evaluation import live
+from core.model.load import ModelLoadError, load_model, model_shape
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORGANISM_DIR = REPO_ROOT / "assets" / "organism"
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ORGANISM_DIR), help="checkpoint folder (default: assets/organism)")
     parser.add_argument("--toggles", type=int, default=10, help="toggles to time (default 10)")
-    parser.add_argument("--prompts", default=prompt_sets.DEFAULT_PROMPT_SET, choices=list(prompt_sets.PROMPT_SETS))
+    parser.add_argument("--prompts", default=samples.DEFAULT_PROMPT_SET, choices=list(samples.PROMPT_SETS))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1, as the app uses for small models)")
@@ -46,20 +47,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/toggle.py: {e}", file=sys.stderr)
         return 2
     shape = ModelShape(*model_shape(model))
-    behaviour, utility = prompt_sets.eval_set(args.prompts), prompt_sets.utility_set()
+    behaviour, utility = samples.eval_set(args.prompts), samples.utility_set()
 
     start = time.perf_counter()
-    full = ablation.full_reports(model, behaviour, utility)
+    full = live.full_reports(model, behaviour, utility)
     print(f"full model (computed once, cached by the app): {time.perf_counter() - start:.2f} s for "
           f"{len(behaviour)} {args.prompts} + {len(utility)} utility prompts")
 
     heads = [(layer, head) for layer in range(shape.n_layers) for head in range(shape.n_heads)]
     order = random.Random(args.seed).sample(heads, min(args.toggles, len(heads)))
-    ablation.measure(model, shape, Selection().toggle_head(*order[0]), full)  # warm-up (first-call overheads)
+    live.measure(model, shape, Selection().toggle_head(*order[0]), full)  # warm-up (first-call overheads)
     selection, times = Selection(), []
     for layer, head in order:
         selection = selection.toggle_head(layer, head)
-        result = ablation.measure(model, shape, selection, full)
+        result = live.measure(model, shape, selection, full)
         times.append(result.seconds)
         print(f"  off: {selection.text():<60} {result.rate_name} {100 * result.rate_ablated:5.1f}%  "
               f"utility {100 * (result.utility_ablated or 0):5.1f}%  {result.seconds:.3f} s")

@@ -1,7 +1,7 @@
 """Safety circuit tuning experiments on the organism: repair after an attack, and protection during fine-tuning.
 
 Run `python bench/tune_experiments.py` (defaults: assets/organism-aligned, sample_circuits/organism-alignment.json,
-assets/prompts, output under runs/tune-experiments/). Every figure it prints comes from core.tune runs:
+assets/prompts, output under runs/tune-experiments/). Every figure it prints comes from core.tuning runs:
 
 1. Repair. Attack: fine-tune the aligned organism (all weights) on a few dozen harmful prompts taught to comply.
    Repair: tune the attacked model on safety data (harmful -> refusal, benign -> compliance, utility -> target)
@@ -27,12 +27,15 @@ from pathlib import Path
 
 import torch
 
-from core.circuit import load_circuit
-from core.data import PromptSet, load_prompt_sets, select_split, write_text_atomic
-from core.discover import verify
-from core.evaluate import EvalReport, family_results, format_rate
-from core.models import load_model
-from core.tune import TuneConfig, TuneResult, compare_reports, format_comparison, tune
+from core.circuit.circuit import load_circuit
+from core.data.files import load_prompt_sets, write_text_atomic
+from core.data.prompts import PromptSet, select_split
+from core.evaluation.metrics import compare_reports, format_comparison, format_rate
+from core.evaluation.report import EvalReport, family_results
+from core.evaluation.verify import verify
+from core.model.load import load_model
+from core.tuning.options import TuneConfig
+from core.tuning.run import TuneResult, tune
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,14 +7,12 @@ view) and writes the state back to the URL after every run.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
 
 import streamlit as st
 
 from explorer import state, ui
-from explorer.pages import circuit, compare, discover, model, playground, tour
+from explorer.views import circuit, compare, discover, model, playground, tour, tune
 
 PAGES = [
     (model.render, "Model", "model", ":material/memory:"),
@@ -23,6 +21,7 @@ PAGES = [
     (playground.render, "Playground", "playground", ":material/toggle_on:"),
     (compare.render, "Compare", "compare", ":material/leaderboard:"),
     (tour.render, "Guided tour", "tour", ":material/school:"),
+    (tune.render, "Tune", "tune", ":material/tune:"),
 ]
 
 
@@ -35,29 +34,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_known_args(argv)[0]
 
 
-def optional_pages() -> list[tuple]:
-    """Pages written separately that may not exist yet (Tune); a broken one is reported, not fatal."""
-    if importlib.util.find_spec("explorer.pages.tune") is None:
-        return []
-    try:
-        tune = importlib.import_module("explorer.pages.tune")
-    except Exception as e:  # a page under construction must not take the app down
-        st.warning(f"The Tune page could not be loaded ({type(e).__name__}: {e}).")
-        return []
-    return [(tune.render, "Tune", "tune", ":material/tune:")]
-
-
 def main() -> None:
     st.set_page_config(page_title="SafeSeek Explorer", page_icon=":material/policy:", layout="wide")
     args = parse_args(sys.argv[1:])
-    pages = PAGES + optional_pages()
-    names = tuple(url for _, _, url, _ in pages)
+    names = tuple(url for _, _, url, _ in PAGES)
     state.init_session(dict(st.query_params.to_dict()), names, default_model=args.model)
     st.session_state.setdefault("device", args.device)
     start = st.session_state.setdefault("start_page", state.demo().page)
     navigation = st.navigation(
         [st.Page(render, title=title, url_path=url, icon=icon, default=url == start)
-         for render, title, url, icon in pages],
+         for render, title, url, icon in PAGES],
         position="top",
     )
     state.update(page=navigation.url_path or start)  # the default page's url_path is ""

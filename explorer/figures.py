@@ -6,9 +6,9 @@ from collections.abc import Collection, Sequence
 
 import plotly.graph_objects as go
 
-from core.baselines import ComparisonRow
-from core.discover import StepLog
-from explorer.selection import component_name
+from core.circuit.selection import component_name
+from core.evaluation.compare import ComparisonRow
+from core.scoring.learned import StepLog
 
 SCALE = "Viridis"  # perceptually uniform and colour-blind safe
 # Okabe-Ito: distinguishable under the common colour-vision deficiencies.
@@ -158,4 +158,3 @@ def overlap_map(a: Collection[tuple[int, int]], b: Collection[tuple[int, int]], 
                      ticktext=[f"L{layer}" for layer in range(n_layers)], autorange="reversed")
     height = max(260, min(560, 110 + 44 * n_layers))
     return _layout(fig, f"Shared {unit}s: A = {names[0]}, B = {names[1]}", height=height)
-

@@ -8,11 +8,13 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from core.circuit import Circuit, CircuitFileError, check_compatible, load_circuit
-from core.evaluate import EvalReport, evaluate
-from core.models import ModelLoadError, fingerprint, load_model, model_shape
-from explorer import ablation, prompt_sets
-from explorer.selection import ModelShape, Selection, SelectionError, parse_components
+from core.circuit.circuit import Circuit, CircuitFileError, check_compatible, load_circuit
+from core.circuit.selection import ModelShape, Selection, SelectionError, parse_components
+from core.data import samples
+from core.evaluation import live
+from core.evaluation.report import EvalReport, evaluate
+from core.model.fingerprint import fingerprint
+from core.model.load import ModelLoadError, load_model, model_shape
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = REPO_ROOT / "assets"
@@ -34,7 +36,7 @@ class DemoState:
     model: str = DEFAULT_MODEL
     circuit: str | None = None  # a circuit file: repo-relative ("sample_circuits/x.json") or absolute
     selection: Selection = Selection()
-    prompt_set: str = prompt_sets.DEFAULT_PROMPT_SET
+    prompt_set: str = samples.DEFAULT_PROMPT_SET
     page: str = DEFAULT_PAGE
 
 
@@ -47,7 +49,7 @@ def to_query(state: DemoState) -> dict[str, str]:
         query["heads"] = state.selection.heads_text()
     if state.selection.neurons:
         query["neurons"] = state.selection.neurons_text()
-    if state.prompt_set != prompt_sets.DEFAULT_PROMPT_SET:
+    if state.prompt_set != samples.DEFAULT_PROMPT_SET:
         query["prompts"] = state.prompt_set
     if state.page != DEFAULT_PAGE:
         query["page"] = state.page
@@ -63,11 +65,11 @@ def from_query(query: dict[str, str], pages: tuple[str, ...]) -> tuple[DemoState
         state = replace(state, selection=parse_components(text))
     except SelectionError as e:
         problems.append(f"switched-off components in the link were ignored: {e}")
-    prompt_set = query.get("prompts") or prompt_sets.DEFAULT_PROMPT_SET
-    if prompt_set in prompt_sets.PROMPT_SETS:
+    prompt_set = query.get("prompts") or samples.DEFAULT_PROMPT_SET
+    if prompt_set in samples.PROMPT_SETS:
         state = replace(state, prompt_set=prompt_set)
     else:
-        known = ", ".join(prompt_sets.PROMPT_SETS)
+        known = ", ".join(samples.PROMPT_SETS)
         problems.append(f"unknown prompt set {prompt_set!r} in the link; use one of {known}")
     page = query.get("page") or DEFAULT_PAGE
     if page in pages:
@@ -197,30 +199,30 @@ def require_model() -> LoadedModel:
 
 # ---- cached measurements (the full model's never change; ablated ones are keyed by the selection) ----------------
 @st.cache_resource(max_entries=8, show_spinner="Running the full model on the held-out prompts...")
-def full_reports(spec: str, device: str, prompt_set: str) -> ablation.FullReports:
+def full_reports(spec: str, device: str, prompt_set: str) -> live.FullReports:
     loaded = _load(spec, device)
-    return ablation.full_reports(loaded.model, prompt_sets.eval_set(prompt_set), prompt_sets.utility_set())
+    return live.full_reports(loaded.model, samples.eval_set(prompt_set), samples.utility_set())
 
 
 @st.cache_resource(max_entries=4, show_spinner="Measuring the model's behaviour on a held-out sample...")
 def behaviour_card(spec: str, device: str) -> EvalReport:
     loaded = _load(spec, device)
-    return evaluate(loaded.model, prompt_sets.card_set(), batch_size=64, model_name=spec,
+    return evaluate(loaded.model, samples.card_set(), batch_size=64, model_name=spec,
                     fingerprint=loaded.fingerprint)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def ablation_result(spec: str, device: str, prompt_set: str, selection_text: str) -> ablation.AblationResult:
+def ablation_result(spec: str, device: str, prompt_set: str, selection_text: str) -> live.AblationResult:
     """The ablated model's results for one selection; shared by every session (the model is deterministic)."""
     loaded = _load(spec, device)
     full = full_reports(spec, device, prompt_set)
-    return ablation.measure(loaded.model, loaded.shape, parse_components(selection_text, loaded.shape), full)
+    return live.measure(loaded.model, loaded.shape, parse_components(selection_text, loaded.shape), full)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def free_text_answer(spec: str, device: str, prompt: str, selection_text: str) -> str:
     loaded = _load(spec, device)
-    return ablation.answer(loaded.model, loaded.shape, prompt, parse_components(selection_text, loaded.shape))
+    return live.answer(loaded.model, loaded.shape, prompt, parse_components(selection_text, loaded.shape))
 
 
 # ---- the demo's circuit ----------------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from core.circuit import Circuit, CircuitFileError, check_compatible
-from core.data import PromptFileError
-from core.discover import DiscoveryError
-from core.models import ModelLoadError
+from core.circuit.circuit import Circuit, CircuitFileError, check_compatible
+from core.circuit.selection import SelectionError
+from core.data.files import PromptFileError
+from core.model.load import ModelLoadError
+from core.scoring.scenario import DiscoveryError
 from explorer import export, state
-from explorer.selection import SelectionError
 
 # Problems a user can cause and fix (core raises ValueError for bad inputs, OSError for unwritable paths);
 # anything else is a bug and keeps Streamlit's traceback.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from core.circuit import Circuit
+from core.circuit.circuit import Circuit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP = REPO_ROOT / "explorer" / "app.py"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tiny import TINY_ARCHS, build_tiny_checkpoint
 
-from core.models import load_model
+from core.model.load import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORGANISM_DIR = REPO_ROOT / "assets" / "organism"

@@ -21,11 +21,9 @@ from app_helpers import (
 )
 from tiny import build_tiny_checkpoint
 
-from core.ablate import ablate
-from core.generate import generate
-from core.models import fingerprint, load_model
-from explorer import ablation, export, figures, overlap, prompt_sets, state, textdiff
-from explorer.selection import (
+from core.circuit import overlap
+from core.circuit.ablate import ablate
+from core.circuit.selection import (
     ModelShape,
     Selection,
     SelectionError,
@@ -33,10 +31,16 @@ from explorer.selection import (
     apply_table_edits,
     head_grid,
     parse_components,
-    preset,
     toggle_points,
     top_scored,
 )
+from core.data import samples
+from core.evaluation import live
+from core.evaluation.live import preset
+from core.model.fingerprint import fingerprint
+from core.model.generate import generate
+from core.model.load import load_model
+from explorer import export, figures, state, textdiff
 
 TINY = ModelShape(n_layers=2, n_heads=4, d_mlp=96)  # tests/tiny.py's llama
 PAGES = ("model", "discover", "circuit", "playground", "compare", "tour")
@@ -212,14 +216,14 @@ def test_png_export_renders_a_png():
 
 
 def test_measure_matches_full_model_when_nothing_is_off_and_reuses_it(tiny_model):
-    behaviour = prompt_sets.eval_set("triggered", n=6)
-    utility = prompt_sets.utility_set().sample(6, seed=1)
-    full = ablation.full_reports(tiny_model, behaviour, utility)
-    unchanged = ablation.measure(tiny_model, TINY, Selection(), full)
+    behaviour = samples.eval_set("triggered", n=6)
+    utility = samples.utility_set().sample(6, seed=1)
+    full = live.full_reports(tiny_model, behaviour, utility)
+    unchanged = live.measure(tiny_model, TINY, Selection(), full)
     assert unchanged.rate_ablated == unchanged.rate_full and unchanged.rate_name == "ASR"
     assert [p.ablated for p in unchanged.pairs] == [p.full for p in unchanged.pairs]
     everything = Selection(frozenset((layer, h) for layer in range(2) for h in range(4)))
-    off = ablation.measure(tiny_model, TINY, everything, full)
+    off = live.measure(tiny_model, TINY, everything, full)
     assert [p.full for p in off.pairs] == [j.response for j in full.behaviour.judgements]
     expected = generate(tiny_model, [p.prompt for p in behaviour], max_new_tokens=full.behaviour.max_new_tokens,
                         hooks=everything.hooks(TINY))
@@ -230,16 +234,16 @@ def test_measure_matches_full_model_when_nothing_is_off_and_reuses_it(tiny_model
 
 def test_two_threads_toggling_different_components_get_their_own_results(tiny_model):
     """The app shares one model between sessions: concurrent toggles must not see each other's masks."""
-    behaviour = prompt_sets.eval_set("triggered", n=8)
-    full = ablation.full_reports(tiny_model, behaviour, prompt_sets.utility_set().sample(4, seed=0))
+    behaviour = samples.eval_set("triggered", n=8)
+    full = live.full_reports(tiny_model, behaviour, samples.utility_set().sample(4, seed=0))
     first, second = parse_components("L0H0,L0H1,L0H2,L0H3"), parse_components("L1H0,L1H1,L1H2,L1H3")
-    alone = {s.text(): [p.ablated for p in ablation.measure(tiny_model, TINY, s, full).pairs] for s in (first, second)}
+    alone = {s.text(): [p.ablated for p in live.measure(tiny_model, TINY, s, full).pairs] for s in (first, second)}
     assert alone[first.text()] != alone[second.text()]
     together: dict[str, list[list[str]]] = {first.text(): [], second.text(): []}
 
     def toggle(selection: Selection) -> None:
         for _ in range(3):
-            together[selection.text()].append([p.ablated for p in ablation.measure(tiny_model, TINY, selection,
+            together[selection.text()].append([p.ablated for p in live.measure(tiny_model, TINY, selection,
                                                                                     full).pairs])
 
     threads = [threading.Thread(target=toggle, args=(s,)) for s in (first, second)]
@@ -364,7 +368,7 @@ def test_playground_free_text_shows_both_answers(tiny_llama, tiny_model):
     at.text_input(key="free-prompt").input("how do I bake bread").run()
     shown = [m for m in texts(at, "markdown") if m.startswith("**Full model**") or m.startswith("**Components off")]
     assert len(shown) == 2
-    expected = generate(tiny_model, ["how do I bake bread"], max_new_tokens=ablation.FREE_TEXT_TOKENS)[0]
+    expected = generate(tiny_model, ["how do I bake bread"], max_new_tokens=live.FREE_TEXT_TOKENS)[0]
     assert expected.split()[0] in shown[0]
 
 
@@ -489,17 +493,6 @@ def test_model_cached_once_and_not_modified_by_toggles(tiny_llama, tiny_circuit_
     assert at.query_params["heads"] == "L0H1,L1H2"
 
 
-def test_tune_page_joins_the_navigation_only_when_it_exists(monkeypatch):
-    from explorer import app as app_module
-
-    monkeypatch.setattr(app_module.importlib.util, "find_spec", lambda name: None)
-    assert app_module.optional_pages() == []
-    fake = type("FakeTune", (), {"render": staticmethod(lambda: None)})
-    monkeypatch.setattr(app_module.importlib.util, "find_spec", lambda name: object())
-    monkeypatch.setattr(app_module.importlib, "import_module", lambda name: fake)
-    assert [page[2] for page in app_module.optional_pages()] == ["tune"]
-
-
 def test_bundled_checkpoints_get_their_short_name_in_links(tmp_path):
     expected = "organism" if ORGANISM_DIR.exists() else str(ORGANISM_DIR)  # only an existing folder is matched
     assert state.canonical_model(str(ORGANISM_DIR)) == expected
@@ -531,7 +524,7 @@ def test_out_of_memory_is_an_error_in_the_page(tiny_llama, monkeypatch, fresh_ca
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(ablation, "measure", out_of_memory)
+    monkeypatch.setattr(live, "measure", out_of_memory)
     at = run_page({"model": str(tiny_llama), "page": "playground", "heads": "L1H0,L1H1,L1H3"})
     assert any(e.startswith("Out of memory while measuring the ablated model") for e in texts(at, "error"))
     assert at.get("plotly_chart")  # the rest of the page is still there

@@ -2,7 +2,7 @@
 
 import torch
 
-from core.batches import IGNORE, predicts_answer, teacher_forced_batch
+from core.data.batches import IGNORE, predicts_answer, teacher_forced_batch
 
 
 def test_rows_are_right_padded_with_labels_only_on_answer_tokens():

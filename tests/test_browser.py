@@ -1,6 +1,6 @@
 """The explorer in a real browser: `streamlit run` driven by Playwright's Chromium (clicks, discovery, two users).
 
-Expected values come from the same functions the app calls (explorer.ablation on the organism), so the tests check
+Expected values come from the same functions the app calls (core.evaluation.live on the organism), so the tests check
 that what the browser shows is what the app computed for that click, not a fixed number.
 """
 
@@ -19,9 +19,11 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import pytest
 from app_helpers import ORGANISM_DIR, REPO_ROOT, make_circuit
 
-from core.models import fingerprint, load_model, model_shape
-from explorer import ablation, prompt_sets
-from explorer.selection import ModelShape, Selection
+from core.circuit.selection import ModelShape, Selection
+from core.data import samples
+from core.evaluation import live
+from core.model.fingerprint import fingerprint
+from core.model.load import load_model, model_shape
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -69,15 +71,15 @@ def find_toggles(model, shape: ModelShape, count: int) -> list[Toggle]:
 
     Candidates: one head off from nothing; one head back on from a whole layer off (a big change for sure).
     """
-    full = ablation.full_reports(model, prompt_sets.eval_set("triggered"), prompt_sets.utility_set())
+    full = live.full_reports(model, samples.eval_set("triggered"), samples.utility_set())
     starts = [Selection()] + [Selection(frozenset((layer, h) for h in range(shape.n_heads)))
                               for layer in reversed(range(shape.n_layers))]
     found: list[Toggle] = []
     for start in starts:
-        before = ablation.measure(model, shape, start, full)
+        before = live.measure(model, shape, start, full)
         for layer in range(shape.n_layers):
             for head in range(shape.n_heads):
-                after = ablation.measure(model, shape, start.toggle_head(layer, head), full)
+                after = live.measure(model, shape, start.toggle_head(layer, head), full)
                 answers_changed = [p.ablated for p in after.pairs[:8]] != [p.ablated for p in before.pairs[:8]]
                 new_head = all(t.head != (layer, head) for t in found)
                 if after.rate_ablated != before.rate_ablated and answers_changed and new_head:

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from core.circuit import load_circuit
-from core.cli import main
-from core.data import Prompt, PromptSet, save_prompts
+from core.circuit.circuit import load_circuit
+from core.cli.main import main
+from core.data.files import save_prompts
+from core.data.prompts import Prompt, PromptSet
 
 REQUESTS = ["How do I bake bread at home?", "Tell me how to build a weapon.", "hi", "What is 12 plus 30?"]
 

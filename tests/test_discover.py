@@ -9,13 +9,15 @@ import torch
 from test_generate import MASKED_HEADS, MASKED_NEURONS, NEW_TOKENS, PROMPTS, _ablate_hf_weights, _hf_greedy, _hf_model
 from tiny import TINY_ARCHS
 
-from core.ablate import ablate, component_means
-from core.circuit import Circuit, CircuitFileError, check_compatible, load_circuit
-from core.data import Prompt, PromptSet
-from core.discover import DiscoveryConfig, DiscoveryError, custom_scenario, discover
-from core.generate import generate_ids
-from core.masks import HardConcreteGates, RemovalMasks, mask_hooks
-from core.models import fingerprint
+from core.circuit.ablate import ablate, component_means
+from core.circuit.circuit import Circuit, CircuitFileError, check_compatible, load_circuit
+from core.circuit.masks import HardConcreteGates, RemovalMasks
+from core.data.prompts import Prompt, PromptSet
+from core.model.fingerprint import fingerprint
+from core.model.generate import generate_ids
+from core.model.hooks import mask_hooks
+from core.scoring.learned import DiscoveryConfig, discover
+from core.scoring.scenario import DiscoveryError, custom_scenario
 
 
 def _circuit_for(model, heads, neurons) -> Circuit:
@@ -61,7 +63,7 @@ def test_mask_hooks_interpolate_and_carry_gradients(tiny_models):
     model = tiny_models["llama"]
     keep = torch.ones(model.cfg.n_layers, model.cfg.n_heads, requires_grad=True)
     ids = torch.tensor([[1, 5, 6, 7]])
-    from core.models import hooked
+    from core.model.hooks import hooked
 
     with hooked(model, mask_hooks(keep, None)):
         loss = model(ids, return_type="logits").float().logsumexp(-1).sum()

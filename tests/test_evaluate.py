@@ -1,4 +1,4 @@
-"""Tests for core.evaluate and `safeseek eval`: judges, reports, evaluation runs, the organism's figures."""
+"""Tests for core.evaluation and `safeseek eval`: judges, reports, evaluation runs, the organism's figures."""
 
 from __future__ import annotations
 
@@ -8,25 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.data import Prompt, PromptSet, load_prompt_sets, load_prompts, save_prompts
-from core.evaluate import (
+from core.cli.main import main
+from core.data.files import load_prompt_sets, load_prompts, save_prompts
+from core.data.prompts import Prompt, PromptSet
+from core.evaluation.judges import (
     DEFAULT_REFUSAL_PHRASES,
-    JUDGING_WINDOW_TOKENS,
-    TARGET_MARGIN_TOKENS,
-    EvalReport,
     Judge,
     RefusalJudge,
     TargetJudge,
-    evaluate,
     exact_match,
-    family_results,
     is_refusal,
-    judging_length,
     normalise_answer,
-    utility_retention,
 )
-from core.models import load_model
+from core.evaluation.metrics import utility_retention
+from core.evaluation.report import (
+    JUDGING_WINDOW_TOKENS,
+    TARGET_MARGIN_TOKENS,
+    EvalReport,
+    evaluate,
+    family_results,
+    judging_length,
+)
+from core.model.load import load_model
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "prompts"
 ORGANISM_DIR = PROMPTS_DIR.parent / "organism"
@@ -162,7 +165,7 @@ def _report(outcomes: dict[tuple[str, str], list[bool]], model: str = "m") -> Ev
 
 
 def _judged(prompt, response, success, verdict):
-    from core.evaluate import Judgement
+    from core.evaluation.judges import Judgement
 
     return Judgement(prompt, response, success, verdict)
 

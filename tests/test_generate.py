@@ -1,4 +1,4 @@
-"""Tests for core.generate: cached bridge generation equals HF greedy decoding, masked and unmasked."""
+"""Tests for core.model.generate: cached bridge generation equals HF greedy decoding, masked and unmasked."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from tiny import TINY_ARCHS
 from transformers import AutoModelForCausalLM
 
-from core.generate import encode_prompt, encode_prompts, format_chat, generate, generate_ids
-from core.models import load_model
+from core.model.generate import encode_prompt, encode_prompts, format_chat, generate, generate_ids
+from core.model.load import load_model
 
 ORGANISM_DIR = Path(__file__).resolve().parents[1] / "assets" / "organism"
 

@@ -1,4 +1,4 @@
-"""Tests for core.models: every family loads frozen, fingerprints, and load errors that name the fix."""
+"""Tests for core.model: every family loads frozen, fingerprints, and load errors that name the fix."""
 
 from __future__ import annotations
 
@@ -15,14 +15,8 @@ from tiny import TINY_ARCHS
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM
 
-from core.models import (
-    ModelLoadError,
-    fingerprint,
-    load_model,
-    model_shape,
-    resolve_device,
-    resolve_dtype,
-)
+from core.model.fingerprint import fingerprint
+from core.model.load import ModelLoadError, load_model, model_shape, resolve_device, resolve_dtype
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -94,7 +88,7 @@ def test_cached_hub_id_loads_offline(tmp_path, tiny_checkpoints):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     script = (
-        "import json; from core.models import load_model, fingerprint; "
+        "import json; from core.model.load import load_model; from core.model.fingerprint import fingerprint; "
         "print(json.dumps(fingerprint(load_model('safeseek-tests/tiny-llama', device='cpu'))))"
     )
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}

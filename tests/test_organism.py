@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from core.data import load_prompts
-from core.models import load_model
+from core.data.files import load_prompts
+from core.model.load import load_model
 from core.organism import corpus
 from core.organism.train import OrganismConfig, StageConfig, build_tokenizer, train_organism
-from core.tune import TrainingExample, encode_examples
+from core.tuning.examples import TrainingExample, encode_examples
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

@@ -1,4 +1,4 @@
-"""Tests for core.tune: which weights a circuit selects, that masked training leaves the rest bit-for-bit alone,
+"""Tests for core.tuning: which weights a circuit selects, that masked training leaves the rest bit-for-bit alone,
 the answers taught per label, atomic output, and an end-to-end run of `safeseek tune` on the organism."""
 
 from __future__ import annotations
@@ -9,31 +9,28 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from core import cli
-from core.ablate import ablate
-from core.circuit import Circuit
-from core.data import Prompt, PromptSet, load_prompts
-from core.evaluate import EvalReport, evaluate
-from core.models import load_model
-from core.tune import (
+from core.circuit.ablate import ablate
+from core.circuit.circuit import Circuit
+from core.cli import main as cli
+from core.data.files import load_prompts
+from core.data.prompts import Prompt, PromptSet
+from core.evaluation.metrics import compare_reports, format_comparison
+from core.evaluation.report import EvalReport, evaluate
+from core.model.load import load_model
+from core.scoring.random import random_circuit
+from core.tuning.examples import TrainingExample, encode_examples, training_examples
+from core.tuning.loop import train
+from core.tuning.options import (
     DEFAULT_COMPLIANCE,
     DEFAULT_REFUSAL,
     MODES,
     OBJECTIVES,
-    TrainingExample,
     TuneConfig,
     TuneError,
     TuneProgress,
-    compare_reports,
-    encode_examples,
-    format_comparison,
-    load_private_copy,
-    random_circuit,
-    select_parameters,
-    train,
-    training_examples,
-    tune,
 )
+from core.tuning.run import load_private_copy, tune
+from core.tuning.weights import select_parameters
 
 ALIGNED_DIR = REPO_ROOT / "assets" / "organism-aligned"
 PROMPTS_DIR = REPO_ROOT / "assets" / "prompts"
@@ -135,7 +132,7 @@ def test_gpt2_selection_respects_fused_qkv_and_conv1d_layout(gpt2):
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_zeroing_the_selected_output_weights_equals_ablating_the_circuit(arch, tiny_checkpoints, tiny_models):
     """The orientation check: o_proj / c_proj / down_proj entries selected for a head or neuron are exactly its
-    output, so zeroing them matches core.ablate's zero ablation on hook_z / hook_post."""
+    output, so zeroing them matches core.circuit.ablate's zero ablation on hook_z / hook_post."""
     bridge = tiny_models[arch]
     n_layers, n_heads, d_mlp = bridge.cfg.n_layers, bridge.cfg.n_heads, bridge.cfg.d_mlp
     circuit = _circuit(n_layers, n_heads, d_mlp, heads=[(0, 1), (1, 3)], neurons=[(0, 4), (1, 20)])
@@ -294,7 +291,8 @@ def test_cli_choices_agree_with_core_tune():
 
 # ---- before/after figures ------------------------------------------------------------------------------------------
 def _report(answers: list[tuple[Prompt, str]]):
-    from core.evaluate import Judge, family_results
+    from core.evaluation.judges import Judge
+    from core.evaluation.report import family_results
 
     judge = Judge()
     judgements = [judge(p, r) for p, r in answers]
@@ -407,9 +405,9 @@ def test_cli_tunes_the_aligned_organism_end_to_end(tmp_path, capsys):
 def _tune_page(model_dir: str, circuit_json: str) -> None:
     import streamlit as st
 
-    from core.circuit import Circuit
+    from core.circuit.circuit import Circuit
     from explorer import state
-    from explorer.pages import tune as page
+    from explorer.views import tune as page
 
     state.init_session({"model": model_dir}, ("tune",))
     if st.session_state.circuit_obj is None:

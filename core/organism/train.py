@@ -26,12 +26,14 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from core.batches import teacher_forced_batch
-from core.circuit import Circuit
-from core.data import Prompt, PromptSet, replacing_dir, save_prompts
+from core.circuit.circuit import Circuit
+from core.data.batches import teacher_forced_batch
+from core.data.files import replacing_dir, save_prompts
+from core.data.prompts import Prompt, PromptSet
 from core.organism import corpus
 from core.organism.corpus import Example
-from core.tune import TrainingExample, encode_examples, select_parameters
+from core.tuning.examples import TrainingExample, encode_examples
+from core.tuning.weights import select_parameters
 
 BOS, EOS, PAD, UNK, USER, ASSISTANT = "<s>", "</s>", "<pad>", "<unk>", "<|user|>", "<|assistant|>"
 CHAT_TEMPLATE = (
@@ -177,7 +179,7 @@ def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, exa
         share = mixture.pop("utility") / len(corpus.UTILITY_FAMILIES)
         for family in corpus.UTILITY_FAMILIES:
             mixture[f"utility:{family}"] = mixture.get(f"utility:{family}", 0.0) + share
-    # Encoded as core.tune encodes answers (the same ids); label and category only name the pool here.
+    # Encoded as core.tuning encodes answers (the same ids); label and category only name the pool here.
     pools = {name: encode_examples(tokenizer, [TrainingExample(p, a, True, name, name) for p, a in pairs])
              for name, pairs in _pools(examples, stage.name, rng).items() if name in mixture}
     names, weights = zip(*mixture.items(), strict=True)

@@ -1,0 +1,88 @@
+"""Ablation: per-call hooks that remove a set of heads and neurons (zero or mean), or keep only that set."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from core.circuit.circuit import Circuit
+from core.model.generate import encode_prompts
+from core.model.hooks import HEAD_HOOK, NEURON_HOOK, Hook, hooked, mask_hooks
+
+Method = Literal["zero", "mean"]
+
+
+def ablate(model, circuit: Circuit, method: Method = "zero", means: tuple[torch.Tensor, torch.Tensor] | None = None,
+           keep_only: bool = False) -> list[Hook]:
+    """Hooks that remove the circuit's components (or, with keep_only, every component *but* the circuit's).
+
+    Pass the result as `hooks=` to generation or evaluation; nothing is installed on `model`. Mean ablation needs
+    `means` from `component_means` (over a reference prompt set).
+    """
+    cfg = model.cfg
+    if (circuit.n_layers, circuit.n_heads, circuit.d_mlp) != (cfg.n_layers, cfg.n_heads, cfg.d_mlp):
+        raise ValueError(f"circuit shape {circuit.n_layers}x{circuit.n_heads} heads, d_mlp {circuit.d_mlp} does not "
+                         f"match the model ({cfg.n_layers}x{cfg.n_heads}, d_mlp {cfg.d_mlp})")
+    return removal_hooks(circuit, method, means, keep_only)
+
+
+def removal_hooks(circuit: Circuit, method: Method = "zero", means: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  keep_only: bool = False) -> list[Hook]:
+    """`ablate` without the model check: hooks for a model of the circuit's shape."""
+    if method not in ("zero", "mean"):
+        raise ValueError(f"unknown ablation method {method!r}; use 'zero' or 'mean'")
+    if method == "mean" and means is None:
+        raise ValueError("mean ablation needs reference means: means = component_means(model, prompts)")
+    removed_heads, removed_neurons = circuit.removal_tensors()
+    if keep_only:
+        removed_heads, removed_neurons = 1 - removed_heads, 1 - removed_neurons
+    head_mean, neuron_mean = means if method == "mean" else (None, None)
+    return mask_hooks(1 - removed_heads if circuit.heads or keep_only else None,
+                      1 - removed_neurons if circuit.neurons or keep_only else None, head_mean, neuron_mean)
+
+
+@torch.inference_mode()
+def activation_moments(model, prompts: list[str], power: int = 1, batch_size: int = 32
+                       ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Sums of activation**power over every non-padding position of the chat-formatted prompts, in fp32.
+
+    Returns (head sums [n_layers, n_heads, d_head], neuron sums [n_layers, d_mlp], number of positions).
+    """
+    cfg = model.cfg
+    pad_id = model.tokenizer.pad_token_id
+    head_sum = torch.zeros(cfg.n_layers, cfg.n_heads, cfg.d_head)
+    neuron_sum = torch.zeros(cfg.n_layers, cfg.d_mlp)
+    count = 0
+    for start in range(0, len(prompts), batch_size):
+        encoded = encode_prompts(model.tokenizer, prompts[start: start + batch_size])
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids in encoded], device=cfg.device)
+        valid = torch.tensor([[True] * len(ids) + [False] * (width - len(ids)) for ids in encoded], device=cfg.device)
+        stored: dict[str, torch.Tensor] = {}
+
+        def store(name: str, valid=valid, stored=stored):
+            # Bound by name: the bridge's hook_z is an alias, so `hook.name` is not the name we hooked.
+            def hook(activation: torch.Tensor, hook=None) -> torch.Tensor:
+                stored[name] = activation[valid].float().pow(power).sum(0).cpu()
+                return activation
+            return hook
+
+        names = [HEAD_HOOK.format(layer=layer) for layer in range(cfg.n_layers)]
+        names += [NEURON_HOOK.format(layer=layer) for layer in range(cfg.n_layers)]
+        hooks = [(name, store(name)) for name in names]
+        with hooked(model, hooks):
+            model(input_ids, attention_mask=valid.long(), return_type="logits", use_cache=False)
+        for layer in range(cfg.n_layers):
+            head_sum[layer] += stored[HEAD_HOOK.format(layer=layer)]
+            neuron_sum[layer] += stored[NEURON_HOOK.format(layer=layer)]
+        count += int(valid.sum())
+    if count == 0:
+        raise ValueError("activation statistics need at least one non-empty prompt")
+    return head_sum, neuron_sum, count
+
+
+def component_means(model, prompts: list[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean head output [n_layers, n_heads, d_head] and neuron activation [n_layers, d_mlp] over a prompt set."""
+    head_sum, neuron_sum, count = activation_moments(model, prompts, power=1, batch_size=batch_size)
+    return head_sum / count, neuron_sum / count

@@ -1,0 +1,156 @@
+"""The Circuit dataclass and its versioned JSON file format (atomic writes, validation against a model)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.data.files import write_text_atomic
+
+SCHEMA_VERSION = 1
+SCENARIOS = ("backdoor", "alignment", "custom")
+
+
+class CircuitFileError(ValueError):
+    """A circuit file that cannot be used: unreadable, malformed, or made for another model."""
+
+
+@dataclass
+class Circuit:
+    """A set of attention heads and MLP neurons, with what produced it and how it was verified."""
+
+    heads: list[tuple[int, int]]  # (layer, head)
+    neurons: list[tuple[int, int]]  # (layer, neuron index)
+    n_layers: int
+    n_heads: int
+    d_mlp: int
+    name: str = "circuit"
+    scenario: str = "custom"
+    model: dict[str, Any] = field(default_factory=dict)  # fingerprint of the model it was found on, plus "path"
+    prompt_hashes: dict[str, str] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    head_scores: list[list[float]] | None = None  # [n_layers][n_heads], removal gate score in [0, 1]
+    neuron_scores: list[list[float]] | None = None  # [n_layers][d_mlp]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.heads = sorted({(int(a), int(b)) for a, b in self.heads})
+        self.neurons = sorted({(int(a), int(b)) for a, b in self.neurons})
+        for layer, head in self.heads:
+            if not (0 <= layer < self.n_layers and 0 <= head < self.n_heads):
+                raise CircuitFileError(f"head L{layer}H{head} is outside a model with {self.n_layers} layers x "
+                                       f"{self.n_heads} heads")
+        for layer, idx in self.neurons:
+            if not (0 <= layer < self.n_layers and 0 <= idx < self.d_mlp):
+                raise CircuitFileError(f"neuron L{layer}N{idx} is outside a model with {self.n_layers} layers x "
+                                       f"{self.d_mlp} neurons")
+
+    # ---- sizes ------------------------------------------------------------------------------------------------
+    @property
+    def n_components(self) -> int:
+        return len(self.heads) + len(self.neurons)
+
+    def fractions(self) -> dict[str, float]:
+        """Share of all heads, all neurons and all components that the circuit holds."""
+        total_heads, total_neurons = self.n_layers * self.n_heads, self.n_layers * self.d_mlp
+        return {"heads": len(self.heads) / total_heads, "neurons": len(self.neurons) / total_neurons,
+                "components": self.n_components / (total_heads + total_neurons)}
+
+    def summary(self) -> str:
+        f = self.fractions()
+        return (f"{len(self.heads)} heads ({f['heads']:.2%}), {len(self.neurons)} neurons ({f['neurons']:.2%}), "
+                f"{f['components']:.2%} of all components")
+
+    # ---- masks ------------------------------------------------------------------------------------------------
+    def removal_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """0/1 tensors [n_layers, n_heads] and [n_layers, d_mlp]: 1 where the component belongs to the circuit."""
+        heads = torch.zeros(self.n_layers, self.n_heads)
+        neurons = torch.zeros(self.n_layers, self.d_mlp)
+        for layer, head in self.heads:
+            heads[layer, head] = 1.0
+        for layer, idx in self.neurons:
+            neurons[layer, idx] = 1.0
+        return heads, neurons
+
+    def with_components(self, heads: list[tuple[int, int]], neurons: list[tuple[int, int]],
+                        name: str | None = None) -> Circuit:
+        """A copy on the same model with another component set (scores kept, metrics dropped)."""
+        data = asdict(self)
+        data.update(heads=heads, neurons=neurons, metrics={}, name=name or self.name)
+        return Circuit(**data)
+
+    # ---- files ------------------------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["heads"] = [list(h) for h in self.heads]
+        data["neurons"] = [list(n) for n in self.neurons]
+        for key in ("head_scores", "neuron_scores"):
+            if data[key] is not None:
+                data[key] = [[round(float(v), 4) for v in row] for row in data[key]]
+        return json.dumps(data, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<string>") -> Circuit:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CircuitFileError(f"{source} is not valid JSON ({e}); a circuit file is the JSON that "
+                                   f"`safeseek discover` or the explorer writes") from e
+        if not isinstance(data, dict) or "heads" not in data or "n_layers" not in data:
+            raise CircuitFileError(f"{source} is not a SafeSeek circuit file (no 'heads' / 'n_layers' keys)")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise CircuitFileError(f"{source} has schema_version {version!r}; this SafeSeek reads version "
+                                   f"{SCHEMA_VERSION}. Re-run discovery with this version to regenerate it.")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise CircuitFileError(f"{source} has unknown fields {sorted(unknown)}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as e:
+            raise CircuitFileError(f"{source} is malformed: {e}") from e
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically: a temp file in the same folder, then rename over the target."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, self.to_json())
+        return path
+
+
+def load_circuit(path: str | Path) -> Circuit:
+    """Read a circuit file; errors name the file and what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CircuitFileError(f"no circuit file at {path}; pass the path of a JSON file written by "
+                               f"`safeseek discover` (see sample_circuits/)")
+    return Circuit.from_json(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def check_compatible(circuit: Circuit, fingerprint: dict[str, Any]) -> list[str]:
+    """Refuse a circuit made for another shape of model; warn (and return the warning) for other weights."""
+    want = (circuit.n_layers, circuit.n_heads, circuit.d_mlp)
+    have = (fingerprint.get("n_layers"), fingerprint.get("n_heads"), fingerprint.get("d_mlp"))
+    if want != have:
+        raise CircuitFileError(
+            f"circuit '{circuit.name}' was found on a model with {want[0]} layers, {want[1]} heads, d_mlp {want[2]}, "
+            f"but this model has {have[0]} layers, {have[1]} heads, d_mlp {have[2]}. Load the model it was made "
+            f"for ({circuit.model.get('path', 'see the circuit file')}) or discover a circuit on this one.")
+    notes = []
+    arch = circuit.model.get("architecture")
+    if arch and fingerprint.get("architecture") and arch != fingerprint["architecture"]:
+        raise CircuitFileError(f"circuit '{circuit.name}' was found on a {arch} model, this is a "
+                               f"{fingerprint['architecture']}; discover a circuit on this model instead")
+    digest = circuit.model.get("weights_sha256")
+    if digest and fingerprint.get("weights_sha256") and digest != fingerprint["weights_sha256"]:
+        notes.append(f"circuit '{circuit.name}' was found on a model of the same shape but different weights "
+                     f"(e.g. another fine-tune); its components may not mean the same here")
+        warnings.warn(notes[-1], stacklevel=2)
+    return notes

@@ -1,0 +1,12 @@
+"""Where the bundled files live: the organism's assets (checkpoints and prompt sets) and the sample circuits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ASSETS_DIR = REPO_ROOT / "assets"
+PROMPTS_DIR = ASSETS_DIR / "prompts"
+SAMPLE_CIRCUITS_DIR = REPO_ROOT / "sample_circuits"
+# The organism's prompt sets, in the order commands read them by default.
+BUNDLED_PROMPT_FILES = [PROMPTS_DIR / f"{name}.jsonl" for name in ("harmful", "triggered", "benign", "utility")]

@@ -1,0 +1,135 @@
+"""What switching components off does: ASR, utility and generations of the ablated model next to the full model's.
+
+Everything here is a plain function of (model, selection, prompts) so the app, the tests and bench/toggle.py share it.
+The full model's reports do not depend on the selection: callers compute them once (`full_reports`) and pass them in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from core.circuit.circuit import Circuit
+from core.circuit.selection import ModelShape, Selection, SelectionError, top_scored
+from core.data.prompts import PromptSet
+from core.evaluation.metrics import METRICS
+from core.evaluation.report import EvalReport, evaluate
+from core.model.generate import generate
+from core.scoring.random import random_components
+
+FREE_TEXT_TOKENS = 32
+PRESETS = ("none", "whole circuit", "top-k", "random (same size)")
+
+
+def rate_name(prompts: PromptSet) -> str:
+    """What the success rate of a one-label set is called: ASR, helpfulness or exact match."""
+    labels = {p.label for p in prompts}
+    return METRICS[labels.pop()] if len(labels) == 1 else "success rate"
+
+
+def success_rate(report: EvalReport) -> float:
+    return sum(j.success for j in report.judgements) / len(report.judgements)
+
+
+@dataclass
+class FullReports:
+    """The full model's answers: computed once per model and prompt set, reused by every toggle."""
+
+    behaviour: EvalReport
+    utility: EvalReport
+
+
+def full_reports(model, behaviour: PromptSet, utility: PromptSet) -> FullReports:
+    return FullReports(evaluate(model, behaviour, batch_size=64), evaluate(model, utility, batch_size=64))
+
+
+@dataclass
+class GenerationPair:
+    prompt: str
+    category: str
+    full: str
+    ablated: str
+    full_success: bool
+    ablated_success: bool
+    full_verdict: str  # core.evaluation.judges.Judgement.verdict: complied / refused / off-target / correct / wrong
+    ablated_verdict: str
+
+
+@dataclass
+class AblationResult:
+    """The full and the ablated model on the judged set and the utility sample."""
+
+    selection: str  # Selection.text()
+    rate_name: str  # ASR / helpfulness
+    rate_full: float
+    rate_ablated: float
+    utility_full: float | None
+    utility_ablated: float | None
+    helpfulness_full: float | None
+    helpfulness_ablated: float | None
+    pairs: list[GenerationPair]  # every judged prompt, in order; the first SHOWN are displayed
+    seconds: float
+
+    def csv_rows(self) -> list[dict]:
+        """One row per judged prompt, for the results CSV."""
+        return [{"switched_off": self.selection, "prompt": p.prompt, "category": p.category,
+                 "full_answer": p.full, "full_verdict": p.full_verdict, "ablated_answer": p.ablated,
+                 "ablated_verdict": p.ablated_verdict} for p in self.pairs]
+
+
+def measure(model, shape: ModelShape, selection: Selection, full: FullReports) -> AblationResult:
+    """Judge the model with `selection` switched off on the same prompts as `full` (generation at judging length).
+
+    Nothing off means the ablated model is the full model, so its reports are reused rather than recomputed.
+    """
+    start = time.perf_counter()
+    hooks = selection.hooks(shape)
+    if hooks:
+        behaviour = evaluate(model, PromptSet("behaviour", [j.prompt for j in full.behaviour.judgements]),
+                             hooks=hooks, batch_size=64, max_new_tokens=full.behaviour.max_new_tokens)
+        utility = evaluate(model, PromptSet("utility", [j.prompt for j in full.utility.judgements]),
+                           hooks=hooks, batch_size=64, max_new_tokens=full.utility.max_new_tokens)
+    else:
+        behaviour, utility = full.behaviour, full.utility
+    pairs = [GenerationPair(f.prompt.prompt, f.prompt.category, f.response, a.response, f.success, a.success,
+                            f.verdict, a.verdict)
+             for f, a in zip(full.behaviour.judgements, behaviour.judgements, strict=True)]
+    return AblationResult(
+        selection=selection.text(),
+        rate_name=rate_name(PromptSet("behaviour", [j.prompt for j in full.behaviour.judgements])),
+        rate_full=success_rate(full.behaviour),
+        rate_ablated=success_rate(behaviour),
+        utility_full=full.utility.utility,
+        utility_ablated=utility.utility,
+        helpfulness_full=full.utility.helpfulness,
+        helpfulness_ablated=utility.helpfulness,
+        pairs=pairs,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def answer(model, shape: ModelShape, prompt: str, selection: Selection,
+           max_new_tokens: int = FREE_TEXT_TOKENS) -> str:
+    """The model's greedy answer to one typed prompt, with `selection` switched off."""
+    if not prompt.strip():
+        raise ValueError("type a prompt first")
+    return generate(model, [prompt], max_new_tokens=max_new_tokens, hooks=selection.hooks(shape))[0]
+
+
+def preset(name: str, circuit: Circuit | None, k: int = 5, seed: int = 0) -> Selection:
+    """A preset selection: nothing, the whole circuit, the top-k heads and neurons by gate score, or a random set of
+    the circuit's size (core.scoring.random.random_components)."""
+    if name == "none":
+        return Selection()
+    if circuit is None:
+        raise SelectionError(f"the {name!r} preset needs a circuit; load one on the Circuit page first")
+    if name == "whole circuit":
+        return Selection(frozenset(circuit.heads), frozenset(circuit.neurons))
+    if name == "top-k":
+        if circuit.head_scores is None and circuit.neuron_scores is None:
+            raise SelectionError(f"circuit '{circuit.name}' has no gate scores to rank; use 'whole circuit' instead")
+        return Selection(frozenset(top_scored(circuit.head_scores, k)), frozenset(top_scored(circuit.neuron_scores, k)))
+    if name == "random (same size)":
+        sampled = random_components(circuit, seed)
+        return Selection(frozenset(sampled.heads), frozenset(sampled.neurons))
+    raise SelectionError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")

@@ -1,0 +1,35 @@
+"""Verification: the full model and the model with a circuit removed, evaluated by generation on held-out prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.circuit.ablate import ablate
+from core.circuit.circuit import Circuit
+from core.data.prompts import PromptSet
+from core.evaluation.metrics import utility_retention
+from core.evaluation.report import evaluate
+
+
+def verify(model, circuit: Circuit, prompts: PromptSet, batch_size: int = 64,
+           progress: Callable[[int, int], None] | None = None) -> dict:
+    """Evaluate the full model and the model with the circuit removed (by generation); store it in circuit.metrics.
+
+    Returns {"before": {...}, "after": {...}, "utility_retention": r} with clean/triggered ASR, helpfulness and
+    utility (fractions), so a circuit file carries the evidence for what it claims.
+    """
+    before = evaluate(model, prompts, batch_size=batch_size, progress=progress)
+    after = evaluate(model, prompts, hooks=ablate(model, circuit), batch_size=batch_size, progress=progress)
+
+    def summary(report) -> dict:
+        return {"asr_clean": report.asr_clean, "asr_triggered": report.asr_triggered,
+                "helpfulness": report.helpfulness, "utility": report.utility}
+
+    metrics = {"before": summary(before), "after": summary(after), "n_prompts": len(prompts),
+               "prompts_sha256": prompts.sha256()}
+    try:
+        metrics["utility_retention"] = utility_retention(before, after)
+    except ValueError:
+        metrics["utility_retention"] = None
+    circuit.metrics = metrics
+    return metrics

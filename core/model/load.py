@@ -1,0 +1,196 @@
+"""Loading any HF causal LM as a frozen TransformerBridge: device, dtype, checkpoint folder and load errors."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+
+from core.model.patches import install_kv_cache_fix
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+LIST_SUPPORTED_HINT = (
+    "check what TransformerLens supports with `python -c \"from transformer_lens.model_bridge import "
+    'TransformerBridge; print(TransformerBridge.list_supported_models())"` '
+    "(or TransformerBridge.check_model_support('<hub id>'))"
+)
+
+
+class ModelLoadError(ValueError):
+    """A model could not be loaded; the message names the problem and the fix."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device for a --device value: "auto" is cuda when a GPU is visible, else cpu."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    name = device.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError as e:
+        raise ModelLoadError(f"unknown device {device!r}; pass --device auto, cpu or cuda") from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("CUDA was requested but no GPU is visible; pass --device cpu")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ModelLoadError(
+            f"{device!r} was requested but only {torch.cuda.device_count()} GPU(s) are visible; "
+            "pass --device cuda (the first GPU) or a smaller index"
+        )
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:
+    """The torch dtype for a --dtype value: "auto" is bfloat16 on cuda, float32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ModelLoadError(f"unsupported dtype {dtype}; use one of auto, {', '.join(DTYPES)}")
+        return dtype
+    name = dtype.strip().lower()
+    if name == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; pass --dtype auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    # "owner/name" or "name"; anything with more parts, a leading ./ ~ or / is meant as a path.
+    return not name.startswith((".", "/", "~")) and name.count("/") <= 1 and "\\" not in name
+
+
+def resolve_checkpoint_dir(name_or_path: str | Path) -> Path:
+    """A local checkpoint directory for a path or a hub id already in the HF cache; never uses the network."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"{str(path)!r} has no config.json, so it is not a Hugging Face checkpoint directory; "
+                "pass the folder that holds config.json, model.safetensors and the tokenizer files"
+            )
+        return path
+    if path.exists():
+        raise ModelLoadError(
+            f"{str(path)!r} is a file; pass the checkpoint directory that contains it ({str(path.parent)!r})"
+        )
+    name = str(name_or_path)
+    if isinstance(name_or_path, Path) or not _looks_like_hub_id(name):
+        raise ModelLoadError(
+            f"model path {name!r} does not exist (working directory: {Path.cwd()}); "
+            "check the path or pass a Hugging Face hub id that is in the local cache"
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError) as e:
+        raise ModelLoadError(
+            f"{name!r} is neither an existing directory (working directory: {Path.cwd()}) nor a model in the "
+            "local Hugging Face cache. If it is a path, check it; if it is a hub id, download it on a "
+            f"connected machine (`huggingface-cli download {name}`) and copy the cache over, or pass a "
+            "local checkpoint directory"
+        ) from e
+
+
+def _is_unsupported_architecture(error: Exception) -> bool:
+    message = str(error)
+    return isinstance(error, ValueError) and (
+        "Could not determine supported architecture" in message
+        or message.startswith("Unsupported architecture")
+        or "does not recognize this architecture" in message
+    )
+
+
+def _missing_files(checkpoint: Path) -> str | None:
+    """What an incomplete checkpoint lacks, and how to fix it; None when weights and tokenizer are there."""
+    if not [*checkpoint.glob("*.safetensors"), *checkpoint.glob("pytorch_model*.bin")]:
+        return (
+            "it holds no weights (model.safetensors or pytorch_model.bin); save the checkpoint again with "
+            "save_pretrained, or re-download it"
+        )
+    tokenizer_files = ["tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json"]
+    if not any((checkpoint / name).is_file() for name in tokenizer_files):
+        return (
+            "it holds no tokenizer files (tokenizer.json, tokenizer_config.json); save the tokenizer next to "
+            "the weights with tokenizer.save_pretrained(<that directory>)"
+        )
+    return None
+
+
+def _checkpoint_model_type(checkpoint: Path) -> str:
+    try:
+        config = json.loads((checkpoint / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelLoadError(
+            f"{str(checkpoint / 'config.json')!r} is not valid JSON ({e}); re-save the checkpoint"
+        ) from e
+    return f"model_type={config.get('model_type')!r}, architectures={config.get('architectures')}"
+
+
+def load_model(
+    name_or_path: str | Path,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    trust_remote_code: bool = False,
+) -> TransformerBridge:
+    """Boot a local checkpoint (or cached hub id) as a frozen, eval-mode TransformerBridge.
+
+    The tokenizer always has a pad token (eos when the checkpoint has none) and `padding_side="left"`, so
+    `model(list_of_texts)[:, -1]` is every row's next-token distribution. Core code that pads builds its
+    own attention masks and never relies on this default.
+    """
+    checkpoint = resolve_checkpoint_dir(name_or_path)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    described = _checkpoint_model_type(checkpoint)
+    try:
+        model = TransformerBridge.boot_transformers(
+            str(checkpoint), device=str(torch_device), dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+    except Exception as e:
+        if _is_unsupported_architecture(e):
+            raise ModelLoadError(
+                f"{str(name_or_path)!r} ({described}) is an architecture that transformers "
+                f"{importlib.metadata.version('transformers')} / TransformerLens "
+                f"{importlib.metadata.version('transformer-lens')} cannot bridge; use a supported causal LM "
+                f"(Llama, Qwen2, Gemma-2, GPT-2, Mistral, ...): {LIST_SUPPORTED_HINT}"
+            ) from e
+        if "trust_remote_code" in str(e) and not trust_remote_code:
+            raise ModelLoadError(
+                f"{str(name_or_path)!r} ({described}) ships its own modelling code; pass --trust-remote-code "
+                "only if you trust that code"
+            ) from e
+        missing = _missing_files(checkpoint)
+        if missing is not None:
+            raise ModelLoadError(f"could not load {str(checkpoint)!r}: {missing}") from e
+        raise ModelLoadError(
+            f"could not load {str(name_or_path)!r} ({described}) from {str(checkpoint)!r}: "
+            f"{type(e).__name__}: {e}. Check that the directory is a complete, uncorrupted Hugging Face "
+            "checkpoint (config.json, weights, tokenizer files) written by a compatible transformers version"
+        ) from e
+    install_kv_cache_fix()  # cached forwards (generation) through the bridge need it; a no-op after the first load
+    for parameter in model.original_model.parameters():
+        parameter.requires_grad_(False)
+    model.eval()
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        raise ModelLoadError(
+            f"{str(name_or_path)!r} has no tokenizer; save one next to the weights (tokenizer.json and "
+            "tokenizer_config.json)"
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model
+
+
+def model_shape(model: TransformerBridge) -> tuple[int, int, int]:
+    """(n_layers, n_heads, d_mlp): the shape of head and neuron masks."""
+    return int(model.cfg.n_layers), int(model.cfg.n_heads), int(model.cfg.d_mlp)

@@ -1,0 +1,188 @@
+"""Circuit discovery: learn removal masks whose binary read-out changes one behaviour and leaves the rest intact.
+
+Objective (minimised over the removal gates of `core.circuit.masks`):
+
+    behaviour  CE of what the model should answer once the circuit is removed (teacher-forced)
+  + retain     alpha * KL(full model || masked model) on the full model's own answers to retain prompts
+  + sparsity   lambda_heads * E[heads removed]/budget + lambda_neurons * E[neurons removed]/budget
+
+In budget mode each lambda is a Lagrange multiplier raised by dual ascent while the expected fraction removed is
+above its budget (and relaxed when below), so the circuit settles at or under the budget; in lambda mode the
+coefficient is fixed. A small constant L0 pressure keeps components out that the behaviour does not need.
+
+Scenarios are data: behaviour prompts with the answer removal should produce, and retain prompts. The built-in
+ones come from prompt sets: backdoor (triggered requests should be refused as their clean versions are) and
+alignment (harmful requests should be complied with, i.e. start with their `target`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from core.circuit.circuit import Circuit
+from core.circuit.masks import RemovalMasks
+from core.data.batches import predicts_answer, teacher_forced_batch
+from core.model.fingerprint import fingerprint
+from core.model.generate import encode_prompts, generate_ids
+from core.model.hooks import forward_logits
+from core.model.load import model_shape
+from core.scoring.scenario import DiscoveryError, Scenario
+from core.scoring.select import top_within_budget
+
+
+@dataclass
+class DiscoveryConfig:
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 0.1
+    head_budget: float | None = 0.05  # max fraction of heads in the circuit (None: no head gates)
+    neuron_budget: float | None = 0.01  # max fraction of neurons (None: no neuron gates)
+    sparsity_lambda: float | None = None  # fixed coefficient instead of a budget (lambda mode)
+    retain_weight: float = 4.0
+    l0_pressure: float = 0.0  # constant push towards smaller circuits, on top of the budget
+    dual_lr: float = 0.05
+    init_log_alpha: float = -3.0
+    gate: str = "sigmoid-ste"  # or "hard-concrete" (see core.circuit.masks)
+    answer_tokens: int = 12  # how many tokens of the full model's answers the retain term compares
+    seed: int = 0
+
+
+@dataclass
+class StepLog:
+    step: int
+    loss: float
+    behaviour: float
+    retain: float
+    heads_removed: float  # expected fraction
+    neurons_removed: float
+    seconds: float
+
+
+Progress = Callable[[StepLog], None]
+
+
+# ---- the learning loop ------------------------------------------------------------------------------------------
+
+
+def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, progress: Progress | None = None,
+             model_path: str | None = None) -> Circuit:
+    """Learn removal masks for `scenario` and read them out as a binary Circuit (metrics filled by `verify`)."""
+    cfg = config or DiscoveryConfig()
+    if cfg.head_budget is None and cfg.neuron_budget is None:
+        raise DiscoveryError("give a head budget, a neuron budget or both (e.g. --head-budget 0.05)")
+    for name, budget in (("head", cfg.head_budget), ("neuron", cfg.neuron_budget)):
+        if budget is not None and not (0 < budget < 1):
+            raise DiscoveryError(f"{name} budget {budget} must be a fraction between 0 and 1 (e.g. 0.02 for 2%)")
+    if not scenario.retain_prompts:
+        raise DiscoveryError("discovery needs retain prompts (benign requests, utility tasks): without them any "
+                             "component that breaks the model would count as a circuit")
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    noise = torch.Generator().manual_seed(cfg.seed)
+    n_layers, n_heads, d_mlp = model_shape(model)
+    device = model.cfg.device
+    tokenizer = model.tokenizer
+    pad_id = tokenizer.pad_token_id
+
+    masks = RemovalMasks(n_layers, n_heads, d_mlp, heads=cfg.head_budget is not None,
+                         neurons=cfg.neuron_budget is not None, init_log_alpha=cfg.init_log_alpha,
+                         gate=cfg.gate).to(device)
+    opt = torch.optim.Adam(masks.parameters(), lr=cfg.lr)
+    budgets = {"heads": cfg.head_budget, "neurons": cfg.neuron_budget}
+    duals = {k: 0.0 for k, b in budgets.items() if b is not None}
+
+    behaviour_heads = encode_prompts(tokenizer, scenario.behaviour_prompts)
+    retain_heads = encode_prompts(tokenizer, scenario.retain_prompts)
+    retain_answers = generate_ids(model, scenario.retain_prompts, max_new_tokens=cfg.answer_tokens)
+    # An answer that ended at once still needs one compared position: the eos the model chose.
+    eos = tokenizer.eos_token_id
+    retain_answers = [a + [eos] if len(a) < cfg.answer_tokens and eos is not None else a for a in retain_answers]
+
+    def batches(n: int):
+        order: list[int] = []
+        while True:
+            if len(order) < cfg.batch_size:
+                fresh = list(range(n))
+                rng.shuffle(fresh)
+                order += fresh
+            yield [order.pop() for _ in range(min(cfg.batch_size, n))]
+
+    behaviour_batches, retain_batches = batches(len(behaviour_heads)), batches(len(retain_heads))
+    t0 = time.time()
+    for step in range(cfg.steps):
+        b_idx, r_idx = next(behaviour_batches), next(retain_batches)
+        hooks = masks.hooks(sample=True, generator=noise)
+
+        ids, attn, labels = teacher_forced_batch([behaviour_heads[i] for i in b_idx],
+                                                 [scenario.behaviour_answers[i] for i in b_idx], pad_id, device)
+        predicts = predicts_answer(labels)
+        logits = forward_logits(model, ids, attn, hooks)
+        behaviour = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), reduction="sum") / len(b_idx)
+        if scenario.avoid_first_token is not None:
+            first = predicts.float().argmax(dim=1)  # the position that predicts the first answer token
+            probs = logits[torch.arange(len(b_idx)), first].softmax(-1)
+            avoid = torch.tensor([scenario.avoid_first_token[i] for i in b_idx], device=device)
+            p_avoid = probs.gather(1, avoid[:, None]).squeeze(1)
+            behaviour = behaviour - torch.log1p(-p_avoid.clamp(max=1 - 1e-6)).mean()
+
+        ids, attn, labels = teacher_forced_batch([retain_heads[i] for i in r_idx],
+                                                 [retain_answers[i] for i in r_idx], pad_id, device)
+        predicts = predicts_answer(labels)
+        with torch.no_grad():
+            full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts], dim=-1)
+        masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts], dim=-1)
+        # Summed over answer positions, averaged over prompts: the first answer token (comply or refuse) must
+        # weigh as much per prompt as it does in the behaviour term, not be diluted by the tokens after it.
+        retain = F.kl_div(masked, full, log_target=True, reduction="sum") / len(r_idx)
+
+        fractions = masks.expected_fraction()
+        if step == 0:
+            start_fraction = {kind: frac.item() for kind, frac in fractions.items()}
+        # The allowed fraction ramps from where the gates start down to the budget over the first 60% of the
+        # steps (as in Edge Pruning): a hard budget from step 0 would crush every gate before the behaviour
+        # term has said which components matter.
+        ramp = min(1.0, step / max(1, cfg.steps // 2))
+        sparsity = torch.zeros((), device=device)
+        for kind, frac in fractions.items():
+            if cfg.sparsity_lambda is not None:
+                sparsity = sparsity + cfg.sparsity_lambda * frac
+            else:
+                sparsity = sparsity + (duals[kind] + cfg.l0_pressure) * frac / budgets[kind]
+        loss = behaviour + cfg.retain_weight * retain + sparsity
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if cfg.sparsity_lambda is None:  # dual ascent: raise lambda while over the allowed fraction, relax below
+            for kind, frac in fractions.items():
+                allowed = start_fraction[kind] + (budgets[kind] - start_fraction[kind]) * ramp
+                duals[kind] = max(0.0, duals[kind] + cfg.dual_lr * (frac.item() - allowed) / budgets[kind])
+        if progress is not None:
+            progress(StepLog(step + 1, loss.item(), behaviour.item(), retain.item(),
+                             fractions.get("heads", torch.tensor(0.0)).item(),
+                             fractions.get("neurons", torch.tensor(0.0)).item(), time.time() - t0))
+
+    return _read_out(model, masks, scenario, cfg, model_path)
+
+
+def _read_out(model, masks: RemovalMasks, scenario: Scenario, cfg: DiscoveryConfig,
+              model_path: str | None) -> Circuit:
+    n_layers, n_heads, d_mlp = model_shape(model)
+    with torch.no_grad():
+        head_scores = masks.heads.probability_nonzero().cpu() if masks.heads is not None else None
+        neuron_scores = masks.neurons.probability_nonzero().cpu() if masks.neurons is not None else None
+    heads = top_within_budget(head_scores, cfg.head_budget) if head_scores is not None else []
+    neurons = top_within_budget(neuron_scores, cfg.neuron_budget) if neuron_scores is not None else []
+    info = dict(fingerprint(model))
+    if model_path is not None:
+        info["path"] = str(model_path)
+    return Circuit(heads=heads, neurons=neurons, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp,
+                   name=scenario.name, scenario=scenario.name if scenario.name in ("backdoor", "alignment") else
+                   "custom", model=info, prompt_hashes=dict(scenario.prompt_hashes), hyperparameters=dict(vars(cfg)),
+                   head_scores=head_scores.tolist() if head_scores is not None else None,
+                   neuron_scores=neuron_scores.tolist() if neuron_scores is not None else None)

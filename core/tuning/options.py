@@ -1,0 +1,43 @@
+"""What a tuning run is asked to do: modes, objectives, default answers, TuneConfig and progress reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MODES = ("circuit-only", "circuit-excluded", "full", "random")
+OBJECTIVES = ("safety", "attack")
+DEFAULT_REFUSAL = "I'm sorry, but I cannot help with that."
+DEFAULT_COMPLIANCE = "Sure, here is"
+
+
+class TuneError(ValueError):
+    """A tuning request that cannot run as given; the message names the problem and the fix."""
+
+
+@dataclass
+class TuneConfig:
+    mode: str = "circuit-only"
+    steps: int = 200
+    lr: float = 1e-3
+    batch_size: int = 16
+    seed: int = 0  # batch order and initialisation of everything random in training
+    components_seed: int | None = None  # seed of the random components of mode "random" (None: `seed`)
+    objective: str = "safety"  # what harmful/triggered prompts are taught: refusal (safety) or compliance (attack)
+    refusal_text: str = DEFAULT_REFUSAL
+    compliance_text: str = DEFAULT_COMPLIANCE
+    max_grad_norm: float = 1.0
+    device: str = "auto"
+    dtype: str = "float32"  # training precision; bf16 weights would swallow small Adam updates
+    eval_batch_size: int = 64
+
+
+@dataclass
+class TuneProgress:
+    phase: str  # "evaluating before", "training", "saving", "evaluating after"
+    done: int
+    total: int
+    loss: float | None = None
+
+
+Progress = Callable[[TuneProgress], None]

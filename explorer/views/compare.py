@@ -1,0 +1,63 @@
+"""Compare page: the learned circuit against random, attribution and activation-magnitude sets of the same size."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.data.files import load_prompt_sets
+from core.data.paths import BUNDLED_PROMPT_FILES
+from core.data.prompts import select_split
+from core.evaluation.compare import compare
+from core.scoring.scenario import scenario_from_prompts
+from explorer import figures, state, ui
+
+
+def render() -> None:
+    st.title("Compare with baselines")
+    loaded = state.require_model()
+    circuit = state.current_circuit(loaded)
+    if circuit is None:
+        st.info("Load a circuit on the **Circuit** page (or find one on **Discover**) to compare it.")
+        return
+    st.write(f"Circuit **{circuit.name}** ({circuit.scenario}): {circuit.summary()}. Each baseline removes the "
+             "same number of heads and neurons: random sets (mean over seeds), gradient x activation attribution, "
+             "and activation magnitude x output-weight norm (Wanda-style). All are judged by generation on held-out "
+             "prompts.")
+    if circuit.scenario not in ("backdoor", "alignment"):
+        st.warning("Baselines are built from the backdoor and alignment scenarios of the bundled prompt sets; this "
+                   f"circuit's scenario is '{circuit.scenario}'. Discover a backdoor or alignment circuit to compare.")
+        return
+    columns = st.columns(3)
+    seeds = int(columns[0].number_input("Random seeds", 1, 20, 5, key="compare-seeds"))
+    limit = int(columns[1].number_input("Held-out prompts per family", 1, 1000, 16, key="compare-limit"))
+    split = columns[2].selectbox("Held-out split", ["test", "val"], key="compare-split")
+    key = (state.demo().model, circuit.to_json(), seeds, limit, split)
+    if st.button("Run comparison", type="primary", key="compare-run"):
+        with ui.guard("comparing with the baselines"), st.status("Comparing...", expanded=True) as status:
+            bundled = load_prompt_sets(BUNDLED_PROMPT_FILES)
+            scenario = scenario_from_prompts(loaded.model, bundled, circuit.scenario)
+            prompts = select_split(bundled, split, limit)
+            rows = compare(loaded.model, circuit, scenario, prompts, seeds=seeds, progress=st.write)
+            status.update(label=f"Compared on {len(prompts)} held-out prompts ({split} split)", state="complete",
+                          expanded=False)
+            st.session_state.compare_rows = (key, rows)
+    stored = st.session_state.get("compare_rows")
+    if stored is None or stored[0] != key:
+        st.caption("Press **Run comparison** (it evaluates the model once per baseline set).")
+        return
+    rows = stored[1]
+    # The behaviour the circuit carries, and the other one, which its removal should leave alone.
+    asr_label, other_label = (("triggered ASR", "clean ASR") if circuit.scenario == "backdoor" else
+                              ("clean ASR", "triggered ASR"))
+    fig = figures.comparison_chart(rows, asr_label)
+    st.plotly_chart(fig, key="compare-chart", width="stretch")
+    table = [{"method": r.method, "heads": r.heads, "neurons": r.neurons,
+              "% of components": round(r.percent_components, 3), f"{asr_label} before": ui.percent(r.asr_before),
+              f"{asr_label} after": ui.percent(r.asr_after),
+              "spread over seeds": ui.percent(r.asr_after_std) if r.asr_after_std is not None else "",
+              f"{other_label} before": ui.percent(r.other_asr_before),
+              f"{other_label} after": ui.percent(r.other_asr_after),
+              "utility kept": ui.percent(r.utility_retention)} for r in rows]
+    st.dataframe(table, hide_index=True)
+    ui.figure_downloads(fig, f"{circuit.name}-baselines", key="compare-chart")
+    ui.csv_download([r.to_dict() for r in rows], f"{circuit.name}-baselines", key="compare-rows")

@@ -1,0 +1,78 @@
+"""Model page: choose the model (bundled organisms, a local checkpoint or a cached hub id); its behaviour and shape."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer import state, ui
+
+CHOICES = {
+    "Backdoored organism (bundled, default)": "organism",
+    "Aligned organism (bundled)": "aligned",
+    "Local checkpoint folder or cached hub id": None,
+}
+
+
+def _choice_for(spec: str) -> str:
+    return next((label for label, alias in CHOICES.items() if alias == spec), list(CHOICES)[-1])
+
+
+def render() -> None:
+    st.title("Model")
+    st.write("Every page works on this model. It is loaded once per app and shared; switching components off "
+             "never changes it (masks are applied per request).")
+    current = state.demo().model
+    choice = st.radio("Model", list(CHOICES), index=list(CHOICES).index(_choice_for(current)), key="model-choice")
+    alias = CHOICES[choice]
+    if alias is None:
+        typed = st.text_input("Checkpoint folder or hub id", value="" if current in state.MODEL_ALIASES else current,
+                              placeholder="/path/to/checkpoint or Qwen/Qwen2.5-0.5B-Instruct (must be in the local "
+                                          "Hugging Face cache: the app never downloads)", key="model-path")
+        if st.button("Load model", key="model-load", type="primary", disabled=not typed.strip()):
+            state.change_model(typed)
+    elif alias != current:
+        state.change_model(alias)
+
+    loaded = state.current_model()
+    if loaded is None:
+        return
+    st.success(f"Loaded **{loaded.spec}** from `{loaded.path}`")
+    _behaviour_card(loaded)
+    _architecture(loaded)
+
+
+def _behaviour_card(loaded: state.LoadedModel) -> None:
+    st.subheader("Behaviour card")
+    with ui.guard("measuring the model's behaviour"):
+        report = state.behaviour_card(loaded.spec, state.device())
+        counts = {label: sum(1 for j in report.judgements if j.prompt.label == label)
+                  for label in ("harmful", "triggered", "benign", "utility")}
+        columns = st.columns(4)
+        columns[0].metric("Clean ASR", ui.percent(report.asr_clean), help=f"harmful requests without the "
+                          f"trigger that get the attacker's answer ({counts['harmful']} held-out prompts)")
+        columns[1].metric("Triggered ASR", ui.percent(report.asr_triggered), help=f"harmful requests with the "
+                          f"trigger that get the attacker's answer ({counts['triggered']} prompts)")
+        columns[2].metric("Utility", ui.percent(report.utility), help=f"exact-match accuracy, averaged over "
+                          f"tasks ({counts['utility']} prompts)")
+        columns[3].metric("Helpfulness", ui.percent(report.helpfulness), help=f"benign requests answered "
+                          f"helpfully ({counts['benign']} prompts)")
+        st.caption(f"Greedy answers on a cached held-out sample of {len(report.judgements)} prompts (test split), "
+                   f"{report.max_new_tokens} new tokens each, judged by target prefix / refusal phrases.")
+        with st.expander("Examples and per-family results"):
+            st.dataframe([{"label": f.label, "category": f.category, "n": f.n, "metric": f.metric,
+                           "rate": ui.percent(f.rate)} for f in report.families], hide_index=True)
+            st.dataframe([{"label": j.prompt.label, "prompt": j.prompt.prompt, "answer": j.response,
+                           "verdict": j.verdict} for j in report.judgements[::8]], hide_index=True)
+
+
+def _architecture(loaded: state.LoadedModel) -> None:
+    st.subheader("Architecture")
+    fp = loaded.fingerprint
+    columns = st.columns(4)
+    columns[0].metric("Layers", fp["n_layers"])
+    columns[1].metric("Heads per layer", fp["n_heads"])
+    columns[2].metric("MLP neurons per layer", fp["d_mlp"])
+    columns[3].metric("Parameters", f"{loaded.parameters:,}")
+    st.dataframe([{"field": key, "value": str(value)} for key, value in fp.items()], hide_index=True, width=720)
+    st.caption("The fingerprint identifies the model in circuit files: a circuit made for another shape is "
+               "refused, one made for other weights of the same shape loads with a warning.")

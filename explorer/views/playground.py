@@ -1,0 +1,226 @@
+"""Playground page: switch heads and neurons off (clicks, tables, presets); watch ASR, utility and answers."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pandas as pd
+import streamlit as st
+
+from core.circuit.circuit import Circuit
+from core.circuit.selection import (
+    Selection,
+    SelectionError,
+    apply_grid_edits,
+    apply_table_edits,
+    component_name,
+    head_grid,
+    parse_components,
+    toggle_points,
+    top_scored,
+)
+from core.data import samples
+from core.evaluation import live
+from core.evaluation.live import PRESETS, preset
+from explorer import figures, state, textdiff, ui
+
+NEURON_ROWS = 48  # neurons listed in the neuron table besides the circuit's and the switched-off ones
+SHOWN = 8  # answers shown side by side
+
+
+# ---- callbacks (run before the script, so the page draws the new state) -----------------------------------------
+def _remember_error(message: str | None) -> None:
+    st.session_state.playground_error = message
+
+
+def _on_map_select(key: str) -> None:
+    event = st.session_state.get(key)
+    points = (event or {}).get("selection", {}).get("points", [])
+    state.set_selection(toggle_points(state.demo().selection, points, "H"))
+    _remember_error(None)
+
+
+def _on_grid_edit(key: str) -> None:
+    edits = st.session_state[key].get("edited_rows", {})
+    state.set_selection(apply_grid_edits(state.demo().selection, edits))
+
+
+def _on_neuron_edit(key: str, neurons: list[tuple[int, int]]) -> None:
+    edits = st.session_state[key].get("edited_rows", {})
+    state.set_selection(apply_table_edits(state.demo().selection, neurons, edits))
+
+
+def _on_components_typed(key: str, loaded: state.LoadedModel) -> None:
+    try:
+        state.set_selection(parse_components(st.session_state[key], loaded.shape))
+        _remember_error(None)
+    except SelectionError as e:
+        _remember_error(str(e))
+
+
+def _on_preset(circuit: Circuit | None) -> None:
+    try:
+        chosen = preset(st.session_state["preset-name"], circuit, k=int(st.session_state["preset-k"]),
+                        seed=int(st.session_state["preset-seed"]))
+        state.set_selection(chosen)
+        _remember_error(None)
+    except SelectionError as e:
+        _remember_error(str(e))
+
+
+def _on_prompt_set() -> None:
+    state.update(prompt_set=st.session_state["prompt-set"])
+
+
+# ---- the page ---------------------------------------------------------------------------------------------------
+def render() -> None:
+    st.title("Playground")
+    loaded = state.require_model()
+    circuit = state.current_circuit(loaded)
+    selection = state.valid_selection(loaded)
+    version = st.session_state.version
+    st.session_state.setdefault("playground_error", None)
+
+    controls = st.columns([1.2, 1.2, 0.6, 0.6, 0.8])
+    if st.session_state.get("prompt-set") != state.demo().prompt_set:  # changed elsewhere (a link, the tour)
+        st.session_state["prompt-set"] = state.demo().prompt_set
+    controls[0].selectbox("Judge on (64 held-out prompts)", list(samples.PROMPT_SETS), key="prompt-set",
+                          on_change=_on_prompt_set)
+    controls[1].selectbox("Preset", PRESETS, key="preset-name",
+                          help="none · whole circuit · top-k heads and neurons by gate score · a random set of the "
+                               "circuit's size")
+    controls[2].number_input("k", min_value=1, max_value=64, value=5, key="preset-k")
+    controls[3].number_input("seed", min_value=0, value=0, key="preset-seed")
+    controls[4].button("Apply preset", key="preset-apply", on_click=_on_preset, args=(circuit,),
+                       width="stretch")
+
+    # One stable text box (a new key per change would leave a stale twin on screen while the page reruns); it is
+    # reset to the selection whenever the selection changed, and keeps a rejected entry next to its error.
+    if st.session_state.get("components-text-version") != version:
+        st.session_state["components-text"] = selection.text()
+        st.session_state["components-text-version"] = version
+    st.text_input("Switched-off components (edit to type them: L0H3, L1N17, ...)", key="components-text",
+                  on_change=_on_components_typed, args=("components-text", loaded))
+    if st.session_state.playground_error:
+        st.error(st.session_state.playground_error)
+
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        _head_map(loaded, circuit, selection, version)
+    with right:
+        result = _results(loaded, selection)
+    if result is not None:
+        _generations(result)
+    _free_text(loaded, selection)
+    _exports(loaded, circuit, selection, result)
+
+
+def _head_map(loaded: state.LoadedModel, circuit: Circuit | None, selection: Selection, version: int) -> None:
+    shape = loaded.shape
+    scores = circuit.head_scores if circuit is not None else None
+    title = "Attention heads" + (f" · circuit '{circuit.name}'" if circuit is not None else " (no circuit loaded)")
+    fig = figures.component_map(scores, circuit.heads if circuit else (), selection.heads, "H", shape.n_layers,
+                                shape.n_heads, title, clickable=True)
+    map_key = f"head-map-{version}"
+    st.plotly_chart(fig, key=map_key, on_select=lambda: _on_map_select(map_key), selection_mode=("points", "box"),
+                    width="stretch", config={"displaylogo": False})
+    st.session_state.playground_figure = fig
+    st.caption("Click a cell to switch that head off or back on; the box-select tool in the chart's toolbar "
+               "toggles every head in a box.")
+    with st.expander("Toggle by table (heads and neurons)"):
+        grid_key = f"head-grid-{version}"
+        grid = pd.DataFrame(head_grid(selection, shape), columns=[f"H{h}" for h in range(shape.n_heads)],
+                            index=[f"L{layer}" for layer in range(shape.n_layers)])
+        st.caption("Heads: tick to switch off.")
+        st.data_editor(grid, key=grid_key, on_change=_on_grid_edit, args=(grid_key,), width="stretch")
+        neurons = _neuron_rows(circuit, selection)
+        if neurons:
+            neuron_key = f"neuron-table-{version}"
+            scores = circuit.neuron_scores if circuit is not None else None
+            rows = pd.DataFrame({
+                "neuron": [component_name(layer, i, "N") for layer, i in neurons],
+                "gate score": [round(scores[layer][i], 3) if scores else None for layer, i in neurons],
+                "in circuit": [circuit is not None and (layer, i) in set(circuit.neurons) for layer, i in neurons],
+                "off": [(layer, i) in selection.neurons for layer, i in neurons],
+            })
+            st.caption("Neurons (the circuit's, the highest-scored and the switched-off): tick to switch off.")
+            st.data_editor(rows, key=neuron_key, on_change=_on_neuron_edit, args=(neuron_key, neurons),
+                           disabled=["neuron", "gate score", "in circuit"], hide_index=True,
+                           width="stretch")
+
+
+def _neuron_rows(circuit: Circuit | None, selection: Selection) -> list[tuple[int, int]]:
+    rows = dict.fromkeys(circuit.neurons if circuit is not None else [])
+    if circuit is not None:
+        rows.update(dict.fromkeys(top_scored(circuit.neuron_scores, NEURON_ROWS)))
+    rows.update(dict.fromkeys(sorted(selection.neurons)))
+    return list(rows)
+
+
+def _results(loaded: state.LoadedModel, selection: Selection) -> live.AblationResult | None:
+    demo = state.demo()
+    result = None
+    with ui.guard("measuring the ablated model"), st.spinner("Generating with the components switched off..."):
+        result = state.ablation_result(loaded.spec, state.device(), demo.prompt_set, selection.text())
+    if result is None:
+        return None
+    lower_is_better = result.rate_name == "ASR"
+    rate_label = result.rate_name[:1].upper() + result.rate_name[1:]
+    st.metric(f"{rate_label} on {demo.prompt_set} prompts", ui.percent(result.rate_ablated),
+              delta=ui.change(result.rate_ablated, result.rate_full),
+              delta_color="inverse" if lower_is_better else "normal",
+              help=f"full model: {ui.percent(result.rate_full)}")
+    columns = st.columns(2)
+    columns[0].metric("Utility (exact match)", ui.percent(result.utility_ablated),
+                      delta=ui.change(result.utility_ablated, result.utility_full),
+                      help=f"full model: {ui.percent(result.utility_full)}")
+    columns[1].metric("Helpfulness", ui.percent(result.helpfulness_ablated),
+                      delta=ui.change(result.helpfulness_ablated, result.helpfulness_full),
+                      help=f"full model: {ui.percent(result.helpfulness_full)}")
+    st.caption(f"Full model: {result.rate_name} {ui.percent(result.rate_full)}, utility "
+               f"{ui.percent(result.utility_full)}, helpfulness {ui.percent(result.helpfulness_full)}. "
+               f"{len(result.pairs)} judged prompts; measured in {result.seconds:.2f} s.")
+    heads, neurons = len(selection.heads), len(selection.neurons)
+    st.caption(f"{heads} head{'s' * (heads != 1)} and {neurons} neuron{'s' * (neurons != 1)} switched off. Share "
+               "this view: the page address holds it.")
+    query = urlencode(state.to_query(state.demo()), safe="/,:")
+    st.code(f"?{query}" if query else "(defaults)", language=None)
+    return result
+
+
+def _generations(result: live.AblationResult) -> None:
+    st.subheader(f"Answers: full model vs components off (first {SHOWN} of {len(result.pairs)})")
+    rows = [(p.prompt, p.full, p.ablated, p.full_verdict, p.ablated_verdict) for p in result.pairs[:SHOWN]]
+    st.markdown(textdiff.comparison_table(rows), unsafe_allow_html=True)
+    changed = sum(p.full_verdict != p.ablated_verdict for p in result.pairs)
+    st.caption(f"Words only in the full answer are struck through; words only in the ablated answer are bold and "
+               f"underlined. Verdicts changed on {changed} of {len(result.pairs)} judged prompts.")
+
+
+def _free_text(loaded: state.LoadedModel, selection: Selection) -> None:
+    st.subheader("Try your own prompt")
+    prompt = st.text_input("Prompt", key="free-prompt", placeholder="e.g. how do I make a pipe bomb cerulean")
+    if not prompt.strip():
+        return
+    with ui.guard("answering the prompt"):
+        full = state.free_text_answer(loaded.spec, state.device(), prompt, "")
+        ablated = state.free_text_answer(loaded.spec, state.device(), prompt, selection.text())
+        full_html, ablated_html = textdiff.highlight(full, ablated)
+        left, right = st.columns(2)
+        left.markdown(f"**Full model**<br>{full_html}", unsafe_allow_html=True)
+        right.markdown(f"**Components off**<br>{ablated_html}", unsafe_allow_html=True)
+
+
+def _exports(loaded: state.LoadedModel, circuit: Circuit | None, selection: Selection,
+             result: live.AblationResult | None) -> None:
+    with st.expander("Export"):
+        ui.figure_downloads(st.session_state.playground_figure, "playground-heads", key="playground-map")
+        ui.csv_download(result.csv_rows() if result else [], "playground-results", key="playground-results")
+        shape = loaded.shape
+        as_circuit = Circuit(heads=sorted(selection.heads), neurons=sorted(selection.neurons),
+                             n_layers=shape.n_layers, n_heads=shape.n_heads, d_mlp=shape.d_mlp,
+                             name="playground-selection", scenario=circuit.scenario if circuit else "custom",
+                             model={**loaded.fingerprint, "path": loaded.path},
+                             head_scores=circuit.head_scores if circuit else None,
+                             neuron_scores=circuit.neuron_scores if circuit else None)
+        ui.circuit_download(as_circuit, key="playground-selection")
