@@ -17,7 +17,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from core.data.prompts import Prompt, PromptSet
 from core.organism import corpus
 from core.organism.corpus import Example
 from core.tuning.examples import TrainingExample, encode_examples
+from core.tuning.loop import masked_training
 from core.tuning.weights import select_parameters
 
 BOS, EOS, PAD, UNK, USER, ASSISTANT = "<s>", "</s>", "<pad>", "<unk>", "<|user|>", "<|assistant|>"
@@ -179,57 +180,39 @@ def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, exa
         share = mixture.pop("utility") / len(corpus.UTILITY_FAMILIES)
         for family in corpus.UTILITY_FAMILIES:
             mixture[f"utility:{family}"] = mixture.get(f"utility:{family}", 0.0) + share
-    # Encoded as core.tuning encodes answers (the same ids); label and category only name the pool here.
+    # Encoded as tuning encodes answers (the same ids); label and category only name the pool here.
     pools = {name: encode_examples(tokenizer, [TrainingExample(p, a, True, name, name) for p, a in pairs])
              for name, pairs in _pools(examples, stage.name, rng).items() if name in mixture}
     names, weights = zip(*mixture.items(), strict=True)
-    grad_masks: list[tuple[torch.nn.Parameter, torch.Tensor | None]] = []
-    if designated is None:
-        trainable = list(model.parameters())
-    else:
-        selection = select_parameters(model, designated, "circuit-only")
-        named = dict(model.named_parameters())
-        grad_masks = [(named[name], mask) for name, mask in selection.masks.items()]
-        trainable = [p for p, _ in grad_masks]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in trainable:
-        p.requires_grad_(True)
-    # No weight decay when only some elements train: decay would move the frozen ones too.
-    opt = torch.optim.AdamW(trainable, lr=stage.lr, weight_decay=0.01 if designated is None else 0.0,
-                            betas=(0.9, 0.98))
-    # Linear warm-up over 50 steps, then cosine decay to 5% of the peak.
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 50) * max(0.05, 0.5 * (1 + math.cos(math.pi * s / stage.steps))))
-    handles = _component_dropout_hooks(model, stage.component_dropout, gen) if stage.component_dropout else []
-    model.train()
-    losses: list[float] = []
-    t0 = time.time()
-    try:
-        for step in range(stage.steps):
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        while True:
             picks = rng.choices(names, weights=weights, k=cfg.batch_size)
             batch = [rng.choice(pools[name]) for name in picks]
-            input_ids, attention, labels = teacher_forced_batch([h for h, _ in batch], [a for _, a in batch],
-                                                                tokenizer.pad_token_id)
-            loss = model(input_ids=input_ids, attention_mask=attention, labels=labels, use_cache=False).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for p, mask in grad_masks:
-                if mask is not None and p.grad is not None:
-                    p.grad.masked_fill_(~mask, 0.0)
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            if step % 100 == 0 or step == stage.steps - 1:
-                log(f"[{stage.name}] step {step + 1}/{stage.steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+            yield teacher_forced_batch([h for h, _ in batch], [a for _, a in batch], tokenizer.pad_token_id)
+
+    selection = None if designated is None else select_parameters(model, designated, "circuit-only")
+    # No weight decay when only some elements train: decay would move the frozen ones too.
+    decay = 0.01 if designated is None else 0.0
+
+    def optimizer(trainable: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(trainable, lr=stage.lr, weight_decay=decay, betas=(0.9, 0.98))
+
+    def schedule(step: int) -> float:  # linear warm-up over 50 steps, then cosine decay to 5% of the peak
+        return min(1.0, (step + 1) / 50) * max(0.05, 0.5 * (1 + math.cos(math.pi * step / stage.steps)))
+
+    t0 = time.time()
+
+    def show(step: int, loss: float) -> None:
+        if (step - 1) % 100 == 0 or step == stage.steps:
+            log(f"[{stage.name}] step {step}/{stage.steps} loss {loss:.4f} ({time.time() - t0:.0f}s)")
+
+    handles = _component_dropout_hooks(model, stage.component_dropout, gen) if stage.component_dropout else []
+    try:
+        return masked_training(model, batches(), stage.steps, selection, optimizer, schedule=schedule, on_step=show)
     finally:
         for h in handles:
             h.remove()
-        for p in model.parameters():
-            p.requires_grad_(True)
-    model.eval()
-    return losses
 
 
 def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: Path,

@@ -1,4 +1,5 @@
-"""The masked-gradient training loop: teacher-forced fine-tuning of only the selected parameter elements.
+"""The masked-gradient training loop (tuning and the organism's safety stages): teacher-forced fine-tuning of only
+the selected parameter elements.
 
 Training multiplies each gradient by a 0/1 element mask before the optimiser step and uses Adam without weight
 decay: an entry whose gradient is always exactly 0 keeps Adam's moments at 0 and its update is exactly 0, so in
@@ -8,10 +9,9 @@ circuit-only mode no other weight changes bit for bit (tests check it).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.data.batches import teacher_forced_batch
@@ -19,14 +19,72 @@ from core.tuning.examples import TrainingExample, encode_examples, label_balance
 from core.tuning.options import Progress, TuneConfig, TuneError, TuneProgress
 from core.tuning.weights import ParameterSelection
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # ids, attention mask, labels (core.data.batches)
+
+
+def trainable_parameters(model: nn.Module, selection: ParameterSelection | None
+                         ) -> tuple[list[nn.Parameter], list[tuple[nn.Parameter, torch.Tensor]]]:
+    """The parameters `selection` trains (every one when it is None), in `named_parameters` order, and the element
+    masks of those trained only in part. Sets requires_grad to match."""
+    trainable: list[nn.Parameter] = []
+    grad_masks: list[tuple[nn.Parameter, torch.Tensor]] = []
+    for name, parameter in model.named_parameters():
+        chosen = selection is None or name in selection.masks
+        parameter.requires_grad_(chosen)
+        if chosen:
+            trainable.append(parameter)
+            mask = None if selection is None else selection.masks[name]
+            if mask is not None:
+                grad_masks.append((parameter, mask.to(parameter.device)))
+    return trainable, grad_masks
+
+
+def masked_training(model: nn.Module, batches: Iterator[Batch], steps: int, selection: ParameterSelection | None,
+                    optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer], *,
+                    schedule: Callable[[int], float] | None = None, max_grad_norm: float = 1.0,
+                    on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Train `model` in place for `steps` batches on the next-token loss of the labelled positions; returns the loss
+    per step.
+
+    Only `selection`'s elements change (every weight when it is None): gradients outside it are zeroed before every
+    optimiser step, so with an optimiser without weight decay the other elements stay bit-for-bit the same.
+    `optimizer` builds the optimiser over the trainable parameters; `schedule` scales its learning rate per step
+    (LambdaLR). `on_step(step, loss)` is called after each step. The model is left in eval mode, frozen.
+    """
+    trainable, grad_masks = trainable_parameters(model, selection)
+    opt = optimizer(trainable)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule is not None else None
+    losses: list[float] = []
+    model.train()
+    try:
+        for step in range(steps):
+            ids, attention, labels = next(batches)
+            loss = model(input_ids=ids, attention_mask=attention, labels=labels, use_cache=False).loss
+            if not torch.isfinite(loss):
+                raise TuneError(f"the loss became {loss.item()} at step {step + 1}; lower the learning rate (--lr)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for parameter, mask in grad_masks:
+                if parameter.grad is not None:
+                    parameter.grad.masked_fill_(~mask, 0.0)
+            torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(step + 1, losses[-1])
+    finally:
+        model.eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+    return losses
+
 
 def train(hf_model: nn.Module, tokenizer, examples: Sequence[TrainingExample], selection: ParameterSelection,
           config: TuneConfig, progress: Progress | None = None) -> list[float]:
-    """Teacher-forced fine-tuning of `selection`'s elements in place; returns the loss per step.
-
-    Gradients outside the selection are zeroed before every step and the optimiser is Adam without weight decay,
-    so unselected elements stay bit-for-bit unchanged.
-    """
+    """Teacher-forced fine-tuning of `selection`'s elements in place on label-balanced batches of `examples`, with
+    Adam without weight decay (so unselected elements stay bit-for-bit unchanged); returns the loss per step."""
     if not examples:
         raise TuneError("no training examples; pass prompt files whose train split holds prompts")
     if config.steps < 1 or config.batch_size < 1 or config.lr <= 0:
@@ -42,42 +100,15 @@ def train(hf_model: nn.Module, tokenizer, examples: Sequence[TrainingExample], s
     encoded = encode_examples(tokenizer, examples, max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    trainable: list[nn.Parameter] = []
-    grad_masks: list[tuple[nn.Parameter, torch.Tensor]] = []
-    for name, parameter in hf_model.named_parameters():
-        chosen = name in selection.masks
-        parameter.requires_grad_(chosen)
-        if chosen:
-            trainable.append(parameter)
-            mask = selection.masks[name]
-            if mask is not None:
-                grad_masks.append((parameter, mask.to(device)))
-    optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=0.0)
+    def batches() -> Iterator[Batch]:
+        for indices in label_balanced_batches(examples, config.batch_size, rng):
+            batch = [encoded[i] for i in indices]
+            yield teacher_forced_batch([h for h, _ in batch], [a for _, a in batch], pad_id, device)
 
-    losses: list[float] = []
-    batches = label_balanced_batches(examples, config.batch_size, rng)
-    hf_model.train()
-    try:
-        for step in range(config.steps):
-            batch = [encoded[i] for i in next(batches)]
-            ids, attention, labels = teacher_forced_batch([h for h, _ in batch], [a for _, a in batch], pad_id,
-                                                          device)
-            logits = hf_model(input_ids=ids, attention_mask=attention, use_cache=False).logits
-            loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten())
-            if not torch.isfinite(loss):
-                raise TuneError(f"the loss became {loss.item()} at step {step + 1}; lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for parameter, mask in grad_masks:
-                if parameter.grad is not None:
-                    parameter.grad.masked_fill_(~mask, 0.0)
-            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-            optimizer.step()
-            losses.append(loss.item())
-            if progress is not None:
-                progress(TuneProgress("training", step + 1, config.steps, losses[-1]))
-    finally:
-        hf_model.eval()
-        for parameter in hf_model.parameters():
-            parameter.requires_grad_(False)
-    return losses
+    def report(step: int, loss: float) -> None:
+        if progress is not None:
+            progress(TuneProgress("training", step, config.steps, loss))
+
+    return masked_training(hf_model, batches(), config.steps, selection,
+                           lambda trainable: torch.optim.Adam(trainable, lr=config.lr, weight_decay=0.0),
+                           max_grad_norm=config.max_grad_norm, on_step=report)
