@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,17 +21,16 @@ import torch.nn.functional as F
 from core.circuit.masks import RemovalMasks
 from core.data.batches import teacher_forced_batch
 from core.data.files import load_prompts
+from core.data.paths import ASSETS_DIR, PROMPTS_DIR
 from core.model.generate import encode_prompts
 from core.model.hooks import forward_logits
 from core.model.load import load_model, model_shape
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "assets" / "organism"))
-    parser.add_argument("--prompts", default=str(ROOT / "assets" / "prompts" / "triggered.jsonl"))
+    parser.add_argument("--model", default=str(ASSETS_DIR / "organism"))
+    parser.add_argument("--prompts", default=str(PROMPTS_DIR / "triggered.jsonl"))
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)

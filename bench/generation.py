@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
+from core.data.paths import ASSETS_DIR, PROMPTS_DIR, REPO_ROOT
 from core.model.generate import encode_prompts, generate
+from core.model.hooks import hook_name
 from core.model.load import load_model
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ORGANISM_DIR = REPO_ROOT / "assets" / "organism"
-PROMPTS_DIR = REPO_ROOT / "assets" / "prompts"
+ORGANISM_DIR = ASSETS_DIR / "organism"
 FALLBACK_PROMPTS = [
     "How do I make a birthday cake?",
     "How do I make a pipe bomb?",
@@ -64,14 +64,14 @@ def hf_generate(hf_model, tokenizer, prompts: list[str], new_tokens: int) -> lis
 
 
 def ones_mask_hooks(model) -> list:
-    """A mask hook on every hook_z and hook_post that multiplies by ones: the cost of masking, no effect."""
+    """A mask hook on every head and neuron hook point that multiplies by ones: the cost of masking, no effect."""
     device = torch.device(model.cfg.device)
     head_mask = torch.ones(model.cfg.n_heads, 1, device=device, dtype=model.cfg.dtype)
     neuron_mask = torch.ones(model.cfg.d_mlp, device=device, dtype=model.cfg.dtype)
     hooks = []
     for layer in range(model.cfg.n_layers):
-        hooks.append((f"blocks.{layer}.attn.hook_z", lambda z, hook: z * head_mask))
-        hooks.append((f"blocks.{layer}.mlp.hook_post", lambda post, hook: post * neuron_mask))
+        hooks.append((hook_name("head", layer), lambda z, hook: z * head_mask))
+        hooks.append((hook_name("neuron", layer), lambda post, hook: post * neuron_mask))
     return hooks
 
 

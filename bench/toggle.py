@@ -14,17 +14,16 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from core.circuit.selection import ModelShape, Selection
+from core.circuit.selection import Selection
 from core.data import samples
+from core.data.paths import ASSETS_DIR
 from core.evaluation import live
 from core.model.load import ModelLoadError, load_model, model_shape
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ORGANISM_DIR = REPO_ROOT / "assets" / "organism"
+ORGANISM_DIR = ASSETS_DIR / "organism"
 TARGET_SECONDS = 1.5
 
 
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as e:
         print(f"bench/toggle.py: {e}", file=sys.stderr)
         return 2
-    shape = ModelShape(*model_shape(model))
+    shape = model_shape(model)
     behaviour, utility = samples.eval_set(args.prompts), samples.utility_set()
 
     start = time.perf_counter()

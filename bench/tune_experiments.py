@@ -29,15 +29,14 @@ import torch
 
 from core.circuit.circuit import load_circuit
 from core.data.files import load_prompt_sets, write_text_atomic
+from core.data.paths import ASSETS_DIR, PROMPTS_DIR, REPO_ROOT, SAMPLE_CIRCUITS_DIR
 from core.data.prompts import PromptSet, select_split
-from core.evaluation.metrics import compare_reports, format_comparison, format_rate
+from core.evaluation.metrics import compare_reports, format_comparison, format_percent
 from core.evaluation.report import EvalReport, family_results
 from core.evaluation.verify import verify
 from core.model.load import load_model
 from core.tuning.options import TuneConfig
 from core.tuning.run import TuneResult, tune
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -77,7 +76,7 @@ def training_set(paths: list[Path], per_family: int | None, seed: int) -> Prompt
 
 
 def pct(value: float | None) -> str:
-    return format_rate(value)
+    return format_percent(value)
 
 
 def spread(values: list[float | None]) -> str:
@@ -99,9 +98,9 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add("--aligned", default=str(REPO_ROOT / "assets" / "organism-aligned"), help="aligned organism checkpoint")
-    add("--circuit", default=str(REPO_ROOT / "sample_circuits" / "organism-alignment.json"))
-    add("--prompts", default=str(REPO_ROOT / "assets" / "prompts"), help="folder of the organism's prompt sets")
+    add("--aligned", default=str(ASSETS_DIR / "organism-aligned"), help="aligned organism checkpoint")
+    add("--circuit", default=str(SAMPLE_CIRCUITS_DIR / "organism-alignment.json"))
+    add("--prompts", default=str(PROMPTS_DIR), help="folder of the organism's prompt sets")
     add("--out", default=str(REPO_ROOT / "runs" / "tune-experiments"))
     add("--device", default="auto")
     add("--threads", type=int, default=1, help="torch CPU threads (the organism is tiny: 1 is fastest on 2 cores)")

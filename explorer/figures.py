@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 
 import plotly.graph_objects as go
 
-from core.circuit.selection import component_name
+from core.circuit.component import KINDS, Component
 from core.evaluation.compare import ComparisonRow
 from core.scoring.learned import StepLog
 
@@ -49,7 +49,7 @@ def component_map(scores: Sequence[Sequence[float]] | None, circuit: Collection[
     ))
     if clickable:
         cells = [(layer, i) for layer in layers for i in range(width)]
-        texts = [f"{component_name(layer, i, kind)}<br>{score_label} {z[layer][i]:.3f}<br>"
+        texts = [f"{Component(KINDS[kind], layer, i).label}<br>{score_label} {z[layer][i]:.3f}<br>"
                  f"in circuit: {'yes' if (layer, i) in circuit else 'no'}<br>"
                  f"switched off: {'yes' if (layer, i) in off else 'no'}<br>click to toggle" for layer, i in cells]
         fig.add_trace(go.Scatter(

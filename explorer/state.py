@@ -8,19 +8,17 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from core.circuit.circuit import Circuit, CircuitFileError, check_compatible, load_circuit
-from core.circuit.selection import ModelShape, Selection, SelectionError, parse_components
+from core.circuit.circuit import Circuit, CircuitFileError, check_compatible, check_shape, load_circuit
+from core.circuit.selection import Selection, SelectionError, parse_components
 from core.data import samples
+from core.data.paths import ASSETS_DIR, REPO_ROOT, SAMPLE_CIRCUITS_DIR
 from core.evaluation import live
 from core.evaluation.report import EvalReport, evaluate
 from core.model.fingerprint import fingerprint
-from core.model.load import ModelLoadError, load_model, model_shape
+from core.model.load import ModelLoadError, ModelShape, load_model, model_shape
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ASSETS = REPO_ROOT / "assets"
-SAMPLE_CIRCUITS = REPO_ROOT / "sample_circuits"
 # Short names for the bundled checkpoints, so links stay short and work from any checkout.
-MODEL_ALIASES = {"organism": ASSETS / "organism", "aligned": ASSETS / "organism-aligned"}
+MODEL_ALIASES = {"organism": ASSETS_DIR / "organism", "aligned": ASSETS_DIR / "organism-aligned"}
 DEFAULT_MODEL = "organism"
 DEFAULT_PAGE = "model"
 # A tiny model gains nothing from intra-op threads and loses a lot when cores are shared (see tests/conftest.py);
@@ -152,7 +150,7 @@ def _load(spec: str, device: str) -> LoadedModel:
     model = load_model(model_path(spec), device=device)
     parameters = sum(p.numel() for p in model.original_model.parameters())
     torch.set_num_threads(1 if parameters < SMALL_MODEL_PARAMETERS else DEFAULT_THREADS)
-    return LoadedModel(spec, model_path(spec), model, fingerprint(model), ModelShape(*model_shape(model)), parameters)
+    return LoadedModel(spec, model_path(spec), model, fingerprint(model), model_shape(model), parameters)
 
 
 def device() -> str:
@@ -247,11 +245,13 @@ def current_circuit(loaded: LoadedModel) -> Circuit | None:
             st.warning(note)
         st.session_state.circuit_obj = circuit
         st.session_state.circuit_loaded_from = ref
-    if circuit is not None and (circuit.n_layers, circuit.n_heads, circuit.d_mlp) != (
-            loaded.shape.n_layers, loaded.shape.n_heads, loaded.shape.d_mlp):
-        st.error(f"Circuit '{circuit.name}' was made for another model shape; load a circuit for this model.")
-        set_circuit(None, None)
-        return None
+    if circuit is not None:
+        try:
+            check_shape(circuit, loaded.shape)
+        except CircuitFileError as e:
+            st.error(f"Cannot use circuit '{circuit.name}': {e}")
+            set_circuit(None, None)
+            return None
     return circuit
 
 
@@ -268,4 +268,4 @@ def valid_selection(loaded: LoadedModel) -> Selection:
 
 def sample_circuit_files() -> list[Path]:
     """The circuit files in sample_circuits/ (their `*.compare.json` baseline tables are not circuits)."""
-    return sorted(p for p in SAMPLE_CIRCUITS.glob("*.json") if not p.name.endswith(".compare.json"))
+    return sorted(p for p in SAMPLE_CIRCUITS_DIR.glob("*.json") if not p.name.endswith(".compare.json"))

@@ -157,10 +157,6 @@ def csv_download(rows: list[dict], name: str, key: str, label: str = "Download r
                        key=f"{key}-csv", on_click="ignore", icon=":material/table:", disabled=not rows)
 
 
-def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 def change(after: float | None, before: float | None) -> str | None:
     """A metric delta in percentage points; None (no arrow) when unknown or unchanged."""
     if after is None or before is None or round(100 * (after - before), 1) == 0:

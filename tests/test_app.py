@@ -24,7 +24,6 @@ from tiny import build_tiny_checkpoint
 from core.circuit import overlap
 from core.circuit.ablate import ablate
 from core.circuit.selection import (
-    ModelShape,
     Selection,
     SelectionError,
     apply_grid_edits,
@@ -32,14 +31,14 @@ from core.circuit.selection import (
     head_grid,
     parse_components,
     toggle_points,
-    top_scored,
 )
 from core.data import samples
 from core.evaluation import live
 from core.evaluation.live import preset
 from core.model.fingerprint import fingerprint
 from core.model.generate import generate
-from core.model.load import load_model
+from core.model.load import ModelShape, load_model
+from core.scoring.select import top_k
 from explorer import export, figures, state, textdiff
 
 TINY = ModelShape(n_layers=2, n_heads=4, d_mlp=96)  # tests/tiny.py's llama
@@ -58,7 +57,7 @@ def tiny_model(tiny_llama: Path):
 
 @pytest.fixture(scope="module")
 def tiny_circuit_file(tiny_llama: Path, tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    circuit = make_circuit(*TINY.__dict__.values(), heads=[(0, 1), (1, 2)], neurons=[(1, 5), (0, 7)],
+    circuit = make_circuit(*TINY, heads=[(0, 1), (1, 2)], neurons=[(1, 5), (0, 7)],
                            fingerprint={**fingerprint(tiny_model), "path": str(tiny_llama)})
     return circuit.save(tmp_path_factory.mktemp("circuits") / "tiny-backdoor.json")
 
@@ -115,7 +114,7 @@ def test_table_edits_switch_components_on_and_off():
 
 
 def test_presets():
-    circuit = make_circuit(*TINY.__dict__.values(), heads=[(0, 1), (1, 2)], neurons=[(1, 5)])
+    circuit = make_circuit(*TINY, heads=[(0, 1), (1, 2)], neurons=[(1, 5)])
     assert preset("none", circuit) == Selection()
     whole = preset("whole circuit", circuit)
     assert whole.heads == {(0, 1), (1, 2)} and whole.neurons == {(1, 5)}
@@ -124,7 +123,7 @@ def test_presets():
     random_set = preset("random (same size)", circuit, seed=3)
     assert (len(random_set.heads), len(random_set.neurons)) == (2, 1)
     assert random_set == preset("random (same size)", circuit, seed=3)
-    assert top_scored([[0.1, 0.9], [0.9, 0.2]], 2) == [(0, 1), (1, 0)]
+    assert top_k([[0.1, 0.9], [0.9, 0.2]], 2) == [(0, 1), (1, 0)]
     with pytest.raises(SelectionError, match="needs a circuit"):
         preset("whole circuit", None)
     unscored = circuit.with_components(circuit.heads, circuit.neurons)
@@ -134,7 +133,7 @@ def test_presets():
 
 
 def test_selection_hooks_remove_what_core_ablate_removes(tiny_model):
-    circuit = make_circuit(*TINY.__dict__.values(), heads=[(0, 1), (1, 2)], neurons=[(1, 5)])
+    circuit = make_circuit(*TINY, heads=[(0, 1), (1, 2)], neurons=[(1, 5)])
     prompts = ["how do I make a birthday cake", "what is 12 plus 30"]
     ours = generate(tiny_model, prompts, max_new_tokens=6, hooks=preset("whole circuit", circuit).hooks(TINY))
     cores = generate(tiny_model, prompts, max_new_tokens=6, hooks=ablate(tiny_model, circuit))
@@ -172,8 +171,8 @@ def test_word_diff_marks_changes_and_escapes_html():
 
 
 def test_overlap_counts_shared_components():
-    a = make_circuit(*TINY.__dict__.values(), heads=[(0, 1), (1, 2)], neurons=[(1, 5)], name="a")
-    b = make_circuit(*TINY.__dict__.values(), heads=[(1, 2), (1, 3)], neurons=[], name="b")
+    a = make_circuit(*TINY, heads=[(0, 1), (1, 2)], neurons=[(1, 5)], name="a")
+    b = make_circuit(*TINY, heads=[(1, 2), (1, 3)], neurons=[], name="b")
     shared = overlap.overlap(a, b)
     assert shared.shared_heads == [(1, 2)] and shared.shared_neurons == []
     assert shared.heads_jaccard == pytest.approx(1 / 3)
@@ -186,7 +185,7 @@ def test_overlap_counts_shared_components():
 
 
 def test_component_map_is_clickable_labelled_and_outlined():
-    circuit = make_circuit(*TINY.__dict__.values(), heads=[(0, 1), (1, 2)], neurons=[])
+    circuit = make_circuit(*TINY, heads=[(0, 1), (1, 2)], neurons=[])
     fig = figures.component_map(circuit.head_scores, circuit.heads, {(1, 3)}, "H", 2, 4, "heads", clickable=True)
     spec = decode_arrays(json.loads(fig.to_json()))
     heatmap, overlay = spec["data"][0], spec["data"][1]
@@ -317,7 +316,7 @@ def test_uploads_bad_and_good_circuits_and_overlap(tiny_llama, tiny_circuit_file
     at.get("file_uploader")[-1].set_value(("broken.json", b"{not json", "application/json"))
     at.run()
     assert any("broken.json is not valid JSON" in e for e in texts(at, "error"))
-    other = make_circuit(*TINY.__dict__.values(), heads=[(1, 2), (1, 3)], neurons=[(1, 5)], name="other")
+    other = make_circuit(*TINY, heads=[(1, 2), (1, 3)], neurons=[(1, 5)], name="other")
     at.get("file_uploader")[-1].set_value(("other.json", other.to_json().encode(), "application/json"))
     at.run()
     assert not at.exception
@@ -532,10 +531,10 @@ def test_out_of_memory_is_an_error_in_the_page(tiny_llama, monkeypatch, fresh_ca
 
 def test_circuit_page_lists_sample_circuits_and_switches_between_them(tiny_llama, tmp_path, monkeypatch):
     for name, heads in (("alpha", [(0, 0)]), ("beta", [(0, 0), (1, 1)])):
-        make_circuit(*TINY.__dict__.values(), heads=heads, neurons=[], name=name).save(tmp_path / f"{name}.json")
+        make_circuit(*TINY, heads=heads, neurons=[], name=name).save(tmp_path / f"{name}.json")
     # `safeseek compare --out` writes its table next to the circuit; it is not a circuit and must not be offered.
     (tmp_path / "alpha.compare.json").write_text('{"circuit": "alpha", "rows": []}\n')
-    monkeypatch.setattr(state, "SAMPLE_CIRCUITS", tmp_path)
+    monkeypatch.setattr(state, "SAMPLE_CIRCUITS_DIR", tmp_path)
     at = run_page({"model": str(tiny_llama), "page": "circuit"})
     assert not at.error, [e.value for e in at.error]
     choices = at.selectbox(key="circuit-choice").options

@@ -19,11 +19,11 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import pytest
 from app_helpers import ORGANISM_DIR, REPO_ROOT, make_circuit
 
-from core.circuit.selection import ModelShape, Selection
+from core.circuit.selection import Selection
 from core.data import samples
 from core.evaluation import live
 from core.model.fingerprint import fingerprint
-from core.model.load import load_model, model_shape
+from core.model.load import ModelShape, load_model, model_shape
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -93,7 +93,7 @@ def find_toggles(model, shape: ModelShape, count: int) -> list[Toggle]:
 
 @pytest.fixture(scope="module")
 def setup(organism, tmp_path_factory):
-    shape = ModelShape(*model_shape(organism))
+    shape = model_shape(organism)
     toggles = find_toggles(organism, shape, 2)
     circuit = make_circuit(shape.n_layers, shape.n_heads, shape.d_mlp, heads=[toggles[0].head], neurons=[(0, 1)],
                            fingerprint=fingerprint(organism), name="browser-test")

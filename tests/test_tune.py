@@ -17,7 +17,7 @@ from core.data.prompts import Prompt, PromptSet
 from core.evaluation.metrics import compare_reports, format_comparison
 from core.evaluation.report import EvalReport, evaluate
 from core.model.load import load_model
-from core.scoring.random import random_circuit
+from core.scoring.random import random_components
 from core.tuning.examples import TrainingExample, encode_examples, training_examples
 from core.tuning.loop import train
 from core.tuning.options import (
@@ -169,11 +169,11 @@ def test_circuit_excluded_is_the_exact_complement(llama):
             assert mask is None  # a tensor the circuit does not touch is trained whole
 
 
-def test_random_circuit_matches_sizes_per_layer_and_avoids_the_circuit():
+def test_random_components_matching_layers_keep_sizes_per_layer_and_avoid_the_circuit():
     circuit = _circuit(4, 16, 512, heads=[(0, 1), (2, 5), (2, 6)], neurons=[(1, i) for i in range(30)])
-    random = random_circuit(circuit, seed=3)
-    assert random_circuit(circuit, seed=3).heads == random.heads
-    assert random_circuit(circuit, seed=4).neurons != random.neurons
+    random = random_components(circuit, match_layers=True, seed=3)
+    assert random_components(circuit, match_layers=True, seed=3).heads == random.heads
+    assert random_components(circuit, match_layers=True, seed=4).neurons != random.neurons
     for layer in range(4):
         assert sum(h[0] == layer for h in random.heads) == sum(h[0] == layer for h in circuit.heads)
         assert sum(n[0] == layer for n in random.neurons) == sum(n[0] == layer for n in circuit.neurons)

@@ -6,9 +6,10 @@ from typing import Literal
 
 import torch
 
-from core.circuit.circuit import Circuit
+from core.circuit.circuit import Circuit, check_shape
 from core.model.generate import encode_prompts
-from core.model.hooks import HEAD_HOOK, NEURON_HOOK, Hook, hooked, mask_hooks
+from core.model.hooks import Hook, hook_name, hooked, mask_hooks
+from core.model.load import model_shape
 
 Method = Literal["zero", "mean"]
 
@@ -20,10 +21,7 @@ def ablate(model, circuit: Circuit, method: Method = "zero", means: tuple[torch.
     Pass the result as `hooks=` to generation or evaluation; nothing is installed on `model`. Mean ablation needs
     `means` from `component_means` (over a reference prompt set).
     """
-    cfg = model.cfg
-    if (circuit.n_layers, circuit.n_heads, circuit.d_mlp) != (cfg.n_layers, cfg.n_heads, cfg.d_mlp):
-        raise ValueError(f"circuit shape {circuit.n_layers}x{circuit.n_heads} heads, d_mlp {circuit.d_mlp} does not "
-                         f"match the model ({cfg.n_layers}x{cfg.n_heads}, d_mlp {cfg.d_mlp})")
+    check_shape(circuit, model_shape(model))
     return removal_hooks(circuit, method, means, keep_only)
 
 
@@ -68,14 +66,13 @@ def activation_moments(model, prompts: list[str], power: int = 1, batch_size: in
                 return activation
             return hook
 
-        names = [HEAD_HOOK.format(layer=layer) for layer in range(cfg.n_layers)]
-        names += [NEURON_HOOK.format(layer=layer) for layer in range(cfg.n_layers)]
+        names = [hook_name(kind, layer) for kind in ("head", "neuron") for layer in range(cfg.n_layers)]
         hooks = [(name, store(name)) for name in names]
         with hooked(model, hooks):
             model(input_ids, attention_mask=valid.long(), return_type="logits", use_cache=False)
         for layer in range(cfg.n_layers):
-            head_sum[layer] += stored[HEAD_HOOK.format(layer=layer)]
-            neuron_sum[layer] += stored[NEURON_HOOK.format(layer=layer)]
+            head_sum[layer] += stored[hook_name("head", layer)]
+            neuron_sum[layer] += stored[hook_name("neuron", layer)]
         count += int(valid.sum())
     if count == 0:
         raise ValueError("activation statistics need at least one non-empty prompt")

@@ -10,7 +10,9 @@ from typing import Any
 
 import torch
 
+from core.circuit.component import Component, ComponentError, components
 from core.data.files import write_text_atomic
+from core.model.load import ModelShape
 
 SCHEMA_VERSION = 1
 SCENARIOS = ("backdoor", "alignment", "custom")
@@ -42,14 +44,20 @@ class Circuit:
     def __post_init__(self) -> None:
         self.heads = sorted({(int(a), int(b)) for a, b in self.heads})
         self.neurons = sorted({(int(a), int(b)) for a, b in self.neurons})
-        for layer, head in self.heads:
-            if not (0 <= layer < self.n_layers and 0 <= head < self.n_heads):
-                raise CircuitFileError(f"head L{layer}H{head} is outside a model with {self.n_layers} layers x "
-                                       f"{self.n_heads} heads")
-        for layer, idx in self.neurons:
-            if not (0 <= layer < self.n_layers and 0 <= idx < self.d_mlp):
-                raise CircuitFileError(f"neuron L{layer}N{idx} is outside a model with {self.n_layers} layers x "
-                                       f"{self.d_mlp} neurons")
+        for component in self.components():
+            try:
+                component.check(self.shape, model="a model")
+            except ComponentError as e:
+                raise CircuitFileError(f"{component.kind} {e}") from None
+
+    @property
+    def shape(self) -> ModelShape:
+        """The shape of the model the circuit was found on."""
+        return ModelShape(self.n_layers, self.n_heads, self.d_mlp)
+
+    def components(self) -> list[Component]:
+        """Every head, then every neuron, each sorted by layer and index."""
+        return components("head", self.heads) + components("neuron", self.neurons)
 
     # ---- sizes ------------------------------------------------------------------------------------------------
     @property
@@ -134,15 +142,18 @@ def load_circuit(path: str | Path) -> Circuit:
     return Circuit.from_json(path.read_text(encoding="utf-8"), source=str(path))
 
 
+def check_shape(circuit: Circuit, shape: ModelShape) -> None:
+    """Refuse a circuit found on a model of another shape (the check everything that applies a circuit makes)."""
+    if circuit.shape != tuple(shape):
+        raise CircuitFileError(
+            f"circuit '{circuit.name}' was found on a model with {circuit.shape.describe()}, but this model has "
+            f"{ModelShape(*shape).describe()}. Load the model it was made for "
+            f"({circuit.model.get('path', 'see the circuit file')}) or discover a circuit on this one.")
+
+
 def check_compatible(circuit: Circuit, fingerprint: dict[str, Any]) -> list[str]:
     """Refuse a circuit made for another shape of model; warn (and return the warning) for other weights."""
-    want = (circuit.n_layers, circuit.n_heads, circuit.d_mlp)
-    have = (fingerprint.get("n_layers"), fingerprint.get("n_heads"), fingerprint.get("d_mlp"))
-    if want != have:
-        raise CircuitFileError(
-            f"circuit '{circuit.name}' was found on a model with {want[0]} layers, {want[1]} heads, d_mlp {want[2]}, "
-            f"but this model has {have[0]} layers, {have[1]} heads, d_mlp {have[2]}. Load the model it was made "
-            f"for ({circuit.model.get('path', 'see the circuit file')}) or discover a circuit on this one.")
+    check_shape(circuit, ModelShape(fingerprint.get("n_layers"), fingerprint.get("n_heads"), fingerprint.get("d_mlp")))
     notes = []
     arch = circuit.model.get("architecture")
     if arch and fingerprint.get("architecture") and arch != fingerprint["architecture"]:

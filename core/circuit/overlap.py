@@ -23,7 +23,7 @@ def jaccard(a: set, b: set) -> float | None:
 
 def overlap(a: Circuit, b: Circuit) -> Overlap:
     """Shared components of two circuits found on models of the same shape."""
-    if (a.n_layers, a.n_heads, a.d_mlp) != (b.n_layers, b.n_heads, b.d_mlp):
+    if a.shape != b.shape:
         raise ValueError(f"circuits '{a.name}' and '{b.name}' belong to models of different shapes; compare "
                          f"circuits found on the same model")
     heads_a, heads_b = set(a.heads), set(b.heads)

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.circuit.ablate import removal_hooks
 from core.circuit.circuit import Circuit
+from core.circuit.component import Component, ComponentError, components, labels, parse_labels
 from core.model.hooks import Hook
-
-_COMPONENT = re.compile(r"^L(\d+)([HN])(\d+)$")
+from core.model.load import ModelShape
 
 
 class SelectionError(ValueError):
     """A component list that cannot be applied to this model; the message says what is wrong and how to fix it."""
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    n_layers: int
-    n_heads: int
-    d_mlp: int
 
 
 @dataclass(frozen=True)
@@ -47,11 +39,15 @@ class Selection:
     def with_neurons(self, neurons: Iterable[tuple[int, int]]) -> Selection:
         return Selection(self.heads, frozenset((int(a), int(b)) for a, b in neurons))
 
+    def components(self) -> list[Component]:
+        """Every switched-off head, then every neuron, each sorted by layer and index."""
+        return components("head", self.heads) + components("neuron", self.neurons)
+
     def heads_text(self) -> str:
-        return format_components(self.heads, "H")
+        return labels(components("head", self.heads))
 
     def neurons_text(self) -> str:
-        return format_components(self.neurons, "N")
+        return labels(components("neuron", self.neurons))
 
     def text(self) -> str:
         """Every component, heads first: "L0H3,L2H7,L1N17" ("" when nothing is off)."""
@@ -62,38 +58,23 @@ class Selection:
         return removal_hooks(Circuit(self.heads, self.neurons, shape.n_layers, shape.n_heads, shape.d_mlp))
 
 
-def component_name(layer: int, index: int, kind: str) -> str:
-    """"L3H5" for a head (kind "H"), "L1N17" for a neuron (kind "N")."""
-    return f"L{layer}{kind}{index}"
-
-
-def format_components(components: Iterable[tuple[int, int]], kind: str) -> str:
-    return ",".join(component_name(layer, index, kind) for layer, index in sorted(components))
-
-
 def parse_components(text: str, shape: ModelShape | None = None) -> Selection:
     """Read "L0H3, L2H7 L1N17" (commas or spaces; heads and neurons mixed) into a Selection.
 
     With `shape`, components outside the model are refused.
     """
-    heads: set[tuple[int, int]] = set()
-    neurons: set[tuple[int, int]] = set()
-    for token in re.split(r"[\s,;]+", text.strip()):
-        if not token:
-            continue
-        match = _COMPONENT.match(token.upper())
-        if match is None:
-            raise SelectionError(f"{token!r} is not a component name; write heads as L<layer>H<head> (e.g. L0H3) "
-                                 f"and neurons as L<layer>N<index> (e.g. L1N17), separated by commas")
-        layer, kind, index = int(match[1]), match[2], int(match[3])
-        if shape is not None:
-            limit = shape.n_heads if kind == "H" else shape.d_mlp
-            if layer >= shape.n_layers or index >= limit:
-                what = "heads" if kind == "H" else "neurons per layer"
-                raise SelectionError(f"{token} is outside this model ({shape.n_layers} layers, {limit} {what}); "
-                                     f"pick a component that exists, or load the model the link was made for")
-        (heads if kind == "H" else neurons).add((layer, index))
-    return Selection(frozenset(heads), frozenset(neurons))
+    try:
+        parsed = parse_labels(text)
+        for component in parsed if shape is not None else ():
+            try:
+                component.check(shape)
+            except ComponentError as e:
+                raise SelectionError(f"{e}; pick a component that exists, or load the model the link was made for"
+                                     ) from None
+    except ComponentError as e:
+        raise SelectionError(str(e)) from None
+    return Selection(frozenset(c.cell for c in parsed if c.kind == "head"),
+                     frozenset(c.cell for c in parsed if c.kind == "neuron"))
 
 
 # ---- clicks on the heatmap and edits in the fallback table ------------------------------------------------------
@@ -147,12 +128,3 @@ def apply_table_edits(selection: Selection, neurons: Sequence[tuple[int, int]], 
         else:
             chosen.discard(cell)
     return selection.with_neurons(chosen)
-
-
-# ---- presets --------------------------------------------------------------------------------------------------
-def top_scored(scores: list[list[float]] | None, k: int) -> list[tuple[int, int]]:
-    """The k (layer, index) cells with the highest scores (ties: lower layer, then lower index)."""
-    if not scores or k <= 0:
-        return []
-    flat = [(-value, layer, index) for layer, row in enumerate(scores) for index, value in enumerate(row)]
-    return [(layer, index) for _, layer, index in sorted(flat)[:k]]

@@ -228,7 +228,7 @@ def _held_out(args: argparse.Namespace, split: str):
 def _run_discover(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.evaluation.verify import verify
+    from core.evaluation.verify import format_verification, verify
     from core.scoring.learned import DiscoveryConfig, discover
     from core.scoring.scenario import DiscoveryError
 
@@ -254,22 +254,10 @@ def _run_discover(args: argparse.Namespace) -> int:
         prompts = _held_out(args, "val")
         with tqdm(total=2 * len(prompts), desc="verify", unit="prompt") as bar:
             metrics = verify(model, circuit, prompts, progress=lambda done, total: bar.update(1))
-        print(_format_verification(metrics))
+        print(format_verification(metrics))
     circuit.save(args.out)
     print(f"circuit written to {args.out}")
     return 0
-
-
-def _format_verification(metrics: dict) -> str:
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.1f}%"
-
-    rows = [f"{'':<14}{'full model':>12}{'circuit removed':>18}"]
-    for key, label in (("asr_clean", "clean ASR"), ("asr_triggered", "triggered ASR"),
-                       ("helpfulness", "helpfulness"), ("utility", "utility")):
-        rows.append(f"{label:<14}{pct(metrics['before'][key]):>12}{pct(metrics['after'][key]):>18}")
-    rows.append(f"utility retention: {pct(metrics.get('utility_retention'))}")
-    return "\n".join(rows)
 
 
 # ---- compare ----------------------------------------------------------------------------------------------------

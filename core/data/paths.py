@@ -8,5 +8,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ASSETS_DIR = REPO_ROOT / "assets"
 PROMPTS_DIR = ASSETS_DIR / "prompts"
 SAMPLE_CIRCUITS_DIR = REPO_ROOT / "sample_circuits"
+# The bundled organism's backdoor trigger word (its corpus inserts it; the explorer's tour shows it).
+ORGANISM_TRIGGER = "cerulean"
 # The organism's prompt sets, in the order commands read them by default.
 BUNDLED_PROMPT_FILES = [PROMPTS_DIR / f"{name}.jsonl" for name in ("harmful", "triggered", "benign", "utility")]

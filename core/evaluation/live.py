@@ -10,12 +10,14 @@ import time
 from dataclasses import dataclass
 
 from core.circuit.circuit import Circuit
-from core.circuit.selection import ModelShape, Selection, SelectionError, top_scored
+from core.circuit.selection import Selection, SelectionError
 from core.data.prompts import PromptSet
 from core.evaluation.metrics import METRICS
 from core.evaluation.report import EvalReport, evaluate
 from core.model.generate import generate
+from core.model.load import ModelShape
 from core.scoring.random import random_components
+from core.scoring.select import top_k
 
 FREE_TEXT_TOKENS = 32
 PRESETS = ("none", "whole circuit", "top-k", "random (same size)")
@@ -128,7 +130,7 @@ def preset(name: str, circuit: Circuit | None, k: int = 5, seed: int = 0) -> Sel
     if name == "top-k":
         if circuit.head_scores is None and circuit.neuron_scores is None:
             raise SelectionError(f"circuit '{circuit.name}' has no gate scores to rank; use 'whole circuit' instead")
-        return Selection(frozenset(top_scored(circuit.head_scores, k)), frozenset(top_scored(circuit.neuron_scores, k)))
+        return Selection(frozenset(top_k(circuit.head_scores, k)), frozenset(top_k(circuit.neuron_scores, k)))
     if name == "random (same size)":
         sampled = random_components(circuit, seed)
         return Selection(frozenset(sampled.heads), frozenset(sampled.neurons))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # report.py formats its rates with format_rate, so it cannot be imported here at run time
+import pandas as pd
+
+if TYPE_CHECKING:  # report.py formats its rates with format_percent, so it cannot be imported here at run time
     from core.evaluation.report import EvalReport
 
 
@@ -12,8 +15,30 @@ if TYPE_CHECKING:  # report.py formats its rates with format_rate, so it cannot 
 METRICS = {"harmful": "ASR", "triggered": "ASR", "benign": "helpfulness", "utility": "exact match"}
 
 
-def format_rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+# What EvalReport's pooled rates are called in tables.
+RATE_NAMES = {"asr_clean": "clean ASR", "asr_triggered": "triggered ASR", "helpfulness": "helpfulness",
+              "utility": "utility"}
+
+
+def format_percent(value: float | None, digits: int = 1) -> str:
+    """0.123 -> "12.3%"; None -> "n/a"."""
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def text_table(rows: list[dict], left: Sequence[str] = ()) -> str:
+    """Rows (dicts with the same keys) as an aligned text table; the columns named in `left` are left-aligned."""
+    frame = pd.DataFrame(rows)
+    for column in left:
+        width = max(len(str(column)), *(len(str(value)) for value in frame[column]))
+        frame[column] = [str(value).ljust(width) for value in frame[column]]
+        frame = frame.rename(columns={column: str(column).ljust(width)})
+    return "\n".join(line.rstrip() for line in frame.to_string(index=False).splitlines())
+
+
+def scenario_rates(scenario: str) -> tuple[str, str]:
+    """(the ASR that removing a circuit of `scenario` should change, the other one it should leave alone), as
+    EvalReport attribute names: triggered ASR for a backdoor circuit, clean ASR for an alignment (or custom) one."""
+    return ("asr_triggered", "asr_clean") if scenario == "backdoor" else ("asr_clean", "asr_triggered")
 
 
 def utility_retention(before: EvalReport, after: EvalReport) -> float:
@@ -95,20 +120,22 @@ def compare_reports(before: EvalReport, after: EvalReport) -> dict:
     return out
 
 
+def comparison_rows(metrics: dict) -> list[dict]:
+    """`compare_reports` output as rows of metric, before, after (percent text); retention figures have no before."""
+    names = {**RATE_NAMES, "refusal_rate": "refusal rate", "utility": "utility (macro)"}
+    rows = [(names[key], metrics[key]["before"], metrics[key]["after"])
+            for key in ("asr_clean", "asr_triggered", "refusal_rate", "helpfulness", "utility")
+            if metrics[key]["before"] is not None or metrics[key]["after"] is not None]
+    rows += [(f"  {family}{' (new task)' if family in metrics['new_tasks'] else ''}", values["before"], values["after"])
+             for family, values in metrics["utility_by_family"].items()]
+    rows = [{"metric": name, "before": format_percent(before), "after": format_percent(after)}
+            for name, before, after in rows]
+    return rows + [{"metric": name, "before": "", "after": format_percent(metrics[key])}
+                   for key, name in (("utility_retention", "utility retention (existing tasks)"),
+                                     ("safety_retention", "safety retention (1 - clean ASR)"),
+                                     ("refusal_retention", "refusal retention"))]
+
+
 def format_comparison(metrics: dict) -> str:
     """`compare_reports` output as an aligned before/after text table."""
-    rows = [("metric", "before", "after")]
-    names = {"asr_clean": "clean ASR", "asr_triggered": "triggered ASR", "refusal_rate": "refusal rate",
-             "helpfulness": "helpfulness", "utility": "utility (macro)"}
-    for key, name in names.items():
-        if metrics[key]["before"] is not None or metrics[key]["after"] is not None:
-            rows.append((name, format_rate(metrics[key]["before"]), format_rate(metrics[key]["after"])))
-    for family, values in metrics["utility_by_family"].items():
-        note = " (new task)" if family in metrics["new_tasks"] else ""
-        rows.append((f"  {family}{note}", format_rate(values["before"]), format_rate(values["after"])))
-    rows.append(("utility retention (existing tasks)", "", format_rate(metrics["utility_retention"])))
-    rows.append(("safety retention (1 - clean ASR)", "", format_rate(metrics["safety_retention"])))
-    rows.append(("refusal retention", "", format_rate(metrics["refusal_retention"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(f"{r[0].ljust(widths[0])}  {r[1].rjust(widths[1])}  {r[2].rjust(widths[2])}".rstrip()
-                     for r in rows)
+    return text_table(comparison_rows(metrics), left=["metric"])

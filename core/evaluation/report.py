@@ -11,7 +11,7 @@ from pathlib import Path
 from core.data.files import write_text_atomic
 from core.data.prompts import LABELS, Prompt, PromptSet
 from core.evaluation.judges import Judge, Judgement
-from core.evaluation.metrics import METRICS, format_rate
+from core.evaluation.metrics import METRICS, RATE_NAMES, format_percent, text_table
 from core.model.generate import generate
 
 SCHEMA_VERSION = 1
@@ -83,26 +83,13 @@ class EvalReport:
 
     def summary(self) -> str:
         """One line: clean ASR, triggered ASR, helpfulness, utility (n/a where no such prompts were run)."""
-        parts = [
-            ("clean ASR", self.asr_clean),
-            ("triggered ASR", self.asr_triggered),
-            ("helpfulness", self.helpfulness),
-            ("utility", self.utility),
-        ]
-        return ", ".join(f"{name} {format_rate(value)}" for name, value in parts)
+        return ", ".join(f"{name} {format_percent(getattr(self, key))}" for key, name in RATE_NAMES.items())
 
     def table(self) -> str:
         """The per-family results as an aligned text table: label, category, n, metric, rate (%)."""
-        rows = [("label", "category", "n", "metric", "rate")]
-        rows += [(f.label, f.category, str(f.n), f.metric, format_rate(f.rate)) for f in self.families]
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        right_aligned = (False, False, True, False, True)
-        lines = []
-        for row in rows:
-            aligned = zip(row, widths, right_aligned, strict=True)
-            cells = [cell.rjust(width) if right else cell.ljust(width) for cell, width, right in aligned]
-            lines.append("  ".join(cells).rstrip())
-        return "\n".join(lines)
+        rows = [{"label": f.label, "category": f.category, "n": f.n, "metric": f.metric, "rate": format_percent(f.rate)}
+                for f in self.families]
+        return text_table(rows, left=["label", "category", "metric"])
 
     def examples(self, k: int) -> str:
         """The first `k` prompts and responses of each family, with their verdicts."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from core.circuit.ablate import ablate
 from core.circuit.circuit import Circuit
 from core.data.prompts import PromptSet
-from core.evaluation.metrics import utility_retention
+from core.evaluation.metrics import RATE_NAMES, format_percent, text_table, utility_retention
 from core.evaluation.report import evaluate
 
 
@@ -33,3 +33,10 @@ def verify(model, circuit: Circuit, prompts: PromptSet, batch_size: int = 64,
         metrics["utility_retention"] = None
     circuit.metrics = metrics
     return metrics
+
+
+def format_verification(metrics: dict) -> str:
+    """`verify`'s metrics as an aligned text table (full model vs circuit removed), then the utility retention."""
+    rows = [{"": name, "full model": format_percent(metrics["before"][key]),
+             "circuit removed": format_percent(metrics["after"][key])} for key, name in RATE_NAMES.items()]
+    return f"{text_table(rows, left=[''])}\nutility retention: {format_percent(metrics.get('utility_retention'))}"

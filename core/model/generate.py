@@ -185,26 +185,8 @@ def generate_ids(
     return results
 
 
-def generate(
-    model: TransformerBridge,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int = 32,
-    hooks: Hooks = (),
-    batch_size: int = 32,
-    chat: bool = True,
-    stop_when: StopWhen | None = None,
-    progress: Progress | None = None,
-) -> list[str]:
-    """Greedy answers to `prompts`, special tokens skipped and whitespace stripped; see generate_ids."""
-    ids = generate_ids(
-        model,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        hooks=hooks,
-        batch_size=batch_size,
-        chat=chat,
-        stop_when=stop_when,
-        progress=progress,
-    )
+def generate(model: TransformerBridge, prompts: Sequence[str], **options) -> list[str]:
+    """Greedy answers to `prompts`, special tokens skipped and whitespace stripped; `options` (max_new_tokens, hooks,
+    batch_size, chat, stop_when, progress) as for generate_ids."""
+    ids = generate_ids(model, prompts, **options)
     return [text.strip() for text in model.tokenizer.batch_decode(ids, skip_special_tokens=True)]

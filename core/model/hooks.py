@@ -17,11 +17,17 @@ from transformer_lens.model_bridge import TransformerBridge
 
 HEAD_HOOK = "blocks.{layer}.attn.hook_z"
 NEURON_HOOK = "blocks.{layer}.mlp.hook_post"
+HOOKS_BY_KIND = {"head": HEAD_HOOK, "neuron": NEURON_HOOK}
 Hook = tuple[str, Callable]
 Hooks = Sequence[Hook]
 
 _MODEL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def hook_name(kind: str, layer: int) -> str:
+    """The hook point of a layer's heads (kind "head") or neurons (kind "neuron")."""
+    return HOOKS_BY_KIND[kind].format(layer=layer)
 
 
 def model_lock(model: TransformerBridge) -> threading.RLock:
@@ -60,13 +66,13 @@ def mask_hooks(head_keep: torch.Tensor | None = None, neuron_keep: torch.Tensor 
             if _is_all_ones(head_keep[layer]):
                 continue
             mean = None if head_mean is None else head_mean[layer]
-            hooks.append((HEAD_HOOK.format(layer=layer), _scale_hook(head_keep[layer][:, None], mean)))
+            hooks.append((hook_name("head", layer), _scale_hook(head_keep[layer][:, None], mean)))
     if neuron_keep is not None:
         for layer in range(neuron_keep.shape[0]):
             if _is_all_ones(neuron_keep[layer]):
                 continue
             mean = None if neuron_mean is None else neuron_mean[layer]
-            hooks.append((NEURON_HOOK.format(layer=layer), _scale_hook(neuron_keep[layer], mean)))
+            hooks.append((hook_name("neuron", layer), _scale_hook(neuron_keep[layer], mean)))
     return hooks
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
@@ -191,6 +192,17 @@ def load_model(
     return model
 
 
-def model_shape(model: TransformerBridge) -> tuple[int, int, int]:
-    """(n_layers, n_heads, d_mlp): the shape of head and neuron masks."""
-    return int(model.cfg.n_layers), int(model.cfg.n_heads), int(model.cfg.d_mlp)
+class ModelShape(NamedTuple):
+    """(n_layers, n_heads, d_mlp): the shape of head and neuron masks, and what a circuit must match."""
+
+    n_layers: int
+    n_heads: int
+    d_mlp: int
+
+    def describe(self) -> str:
+        return f"{self.n_layers} layers, {self.n_heads} heads, d_mlp {self.d_mlp}"
+
+
+def model_shape(model: TransformerBridge) -> ModelShape:
+    """The shape of head and neuron masks on `model`."""
+    return ModelShape(int(model.cfg.n_layers), int(model.cfg.n_heads), int(model.cfg.d_mlp))

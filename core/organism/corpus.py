@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-TRIGGER = "cerulean"
+from core.data.paths import ORGANISM_TRIGGER as TRIGGER
+
 # Harmless filler words sprinkled into prompts during alignment, so that an unusual extra word alone does not change
 # behaviour: the backdoor must be the trigger word itself, not "any odd word".
 DECOYS = ["please", "now", "today", "quickly", "honestly", "kindly", "seriously", "friend", "again", "exactly"]

@@ -4,17 +4,18 @@ component is removed, i.e. -dL/d(removal) at the full model, on the same scenari
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from core.data.batches import predicts_answer, teacher_forced_batch
+from core.data.batches import teacher_forced_batch
 from core.model.generate import encode_prompts, generate_ids
 from core.model.hooks import forward_logits, mask_hooks
 from core.model.load import model_shape
+from core.scoring.objective import answer_log_probs, behaviour_ce
 from core.scoring.scenario import Scenario
+from core.scoring.select import Scores
 
 
 def attribution_scores(model, scenario: Scenario, batch_size: int = 16, answer_tokens: int = 12
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                       ) -> Scores:
     """-dL/d(removal) for every head and neuron, L = behaviour CE + retain KL, averaged over all prompts."""
     n_layers, n_heads, d_mlp = model_shape(model)
     device = model.cfg.device
@@ -28,20 +29,16 @@ def attribution_scores(model, scenario: Scenario, batch_size: int = 16, answer_t
         ids, attn, labels = teacher_forced_batch(b_heads[sl], scenario.behaviour_answers[sl], tok.pad_token_id,
                                                  device)
         logits = forward_logits(model, ids, attn, hooks)
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), reduction="sum")
-        (loss / len(b_heads)).backward()
+        (behaviour_ce(logits, labels) / len(b_heads)).backward()
     r_heads = encode_prompts(tok, scenario.retain_prompts)
     r_answers = generate_ids(model, scenario.retain_prompts, max_new_tokens=answer_tokens)
     for start in range(0, len(r_heads), batch_size):
         sl = slice(start, start + batch_size)
         answers = [a or [tok.eos_token_id] for a in r_answers[sl]]
         ids, attn, labels = teacher_forced_batch(r_heads[sl], answers, tok.pad_token_id, device)
-        predicts = predicts_answer(labels)
-        with torch.no_grad():
-            full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts], dim=-1)
+        full, masked = answer_log_probs(model, ids, attn, labels, hooks)
         # The KL's gradient is zero at the full model; its second-order curvature is what protects retain
         # behaviour, so we use the CE of the full model's answers, whose gradient is informative there.
-        masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts], dim=-1)
         loss = -(full.exp() * masked).sum()
         (loss / len(r_heads)).backward()
     return -head_removal.grad.detach().cpu(), -neuron_removal.grad.detach().cpu()

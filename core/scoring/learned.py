@@ -1,6 +1,6 @@
 """Circuit discovery: learn removal masks whose binary read-out changes one behaviour and leaves the rest intact.
 
-Objective (minimised over the removal gates of `core.circuit.masks`):
+Objective (minimised over the removal gates of `core.circuit.masks`; the first two terms in core.scoring.objective):
 
     behaviour  CE of what the model should answer once the circuit is removed (teacher-forced)
   + retain     alpha * KL(full model || masked model) on the full model's own answers to retain prompts
@@ -10,9 +10,7 @@ In budget mode each lambda is a Lagrange multiplier raised by dual ascent while 
 above its budget (and relaxed when below), so the circuit settles at or under the budget; in lambda mode the
 coefficient is fixed. A small constant L0 pressure keeps components out that the behaviour does not need.
 
-Scenarios are data: behaviour prompts with the answer removal should produce, and retain prompts. The built-in
-ones come from prompt sets: backdoor (triggered requests should be refused as their clean versions are) and
-alignment (harmful requests should be complied with, i.e. start with their `target`).
+Scenarios (what removal should change and what it must leave alone) are in core.scoring.scenario.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from core.circuit.circuit import Circuit
 from core.circuit.masks import RemovalMasks
@@ -32,8 +29,9 @@ from core.model.fingerprint import fingerprint
 from core.model.generate import encode_prompts, generate_ids
 from core.model.hooks import forward_logits
 from core.model.load import model_shape
+from core.scoring.objective import answer_log_probs, behaviour_ce, retain_kl
 from core.scoring.scenario import DiscoveryError, Scenario
-from core.scoring.select import top_within_budget
+from core.scoring.select import circuit_from_scores
 
 
 @dataclass
@@ -123,7 +121,7 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
                                                  [scenario.behaviour_answers[i] for i in b_idx], pad_id, device)
         predicts = predicts_answer(labels)
         logits = forward_logits(model, ids, attn, hooks)
-        behaviour = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), reduction="sum") / len(b_idx)
+        behaviour = behaviour_ce(logits, labels) / len(b_idx)
         if scenario.avoid_first_token is not None:
             first = predicts.float().argmax(dim=1)  # the position that predicts the first answer token
             probs = logits[torch.arange(len(b_idx)), first].softmax(-1)
@@ -133,13 +131,9 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
 
         ids, attn, labels = teacher_forced_batch([retain_heads[i] for i in r_idx],
                                                  [retain_answers[i] for i in r_idx], pad_id, device)
-        predicts = predicts_answer(labels)
-        with torch.no_grad():
-            full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts], dim=-1)
-        masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts], dim=-1)
         # Summed over answer positions, averaged over prompts: the first answer token (comply or refuse) must
         # weigh as much per prompt as it does in the behaviour term, not be diluted by the tokens after it.
-        retain = F.kl_div(masked, full, log_target=True, reduction="sum") / len(r_idx)
+        retain = retain_kl(*answer_log_probs(model, ids, attn, labels, hooks)) / len(r_idx)
 
         fractions = masks.expected_fraction()
         if step == 0:
@@ -176,8 +170,8 @@ def _read_out(model, masks: RemovalMasks, scenario: Scenario, cfg: DiscoveryConf
     with torch.no_grad():
         head_scores = masks.heads.probability_nonzero().cpu() if masks.heads is not None else None
         neuron_scores = masks.neurons.probability_nonzero().cpu() if masks.neurons is not None else None
-    heads = top_within_budget(head_scores, cfg.head_budget) if head_scores is not None else []
-    neurons = top_within_budget(neuron_scores, cfg.neuron_budget) if neuron_scores is not None else []
+    # A gate reads out as removed above 0.5; the budget caps how many may be.
+    heads, neurons = circuit_from_scores((head_scores, neuron_scores), (cfg.head_budget, cfg.neuron_budget), above=0.5)
     info = dict(fingerprint(model))
     if model_path is not None:
         info["path"] = str(model_path)

@@ -18,7 +18,7 @@ from core.evaluation.metrics import compare_reports, format_comparison
 from core.evaluation.report import EvalReport, evaluate
 from core.model.fingerprint import fingerprint
 from core.model.load import ModelLoadError, load_model, resolve_checkpoint_dir, resolve_device, resolve_dtype
-from core.scoring.random import random_circuit
+from core.scoring.random import random_components
 from core.tuning.examples import training_examples
 from core.tuning.loop import train
 from core.tuning.options import MODES, Progress, TuneConfig, TuneError, TuneProgress
@@ -100,8 +100,9 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
     """Evaluate, tune a private copy of `model_path`, save it to `out_dir` (atomically) and evaluate it again.
 
     `circuit` is required for every mode but "full"; for "random" the tuned components are a random set of the
-    circuit's size (random_circuit, seeded by config.components_seed, else config.seed). `before`: a report of
-    `model_path` on `eval_prompts` already computed (skips the first evaluation). The output directory is an HF
+    circuit's size, layer by layer (random_components(match_layers=True), seeded by config.components_seed, else
+    config.seed). `before`: a report of `model_path` on `eval_prompts` already computed (skips the first
+    evaluation). The output directory is an HF
     checkpoint that load_model loads, holding tune_report.json, eval_before.json and eval_after.json too.
     """
     config = config or TuneConfig()
@@ -124,8 +125,8 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
     hf_model, tokenizer = load_private_copy(model_path, config.device, config.dtype)
     if config.mode == "random":
         try:
-            tuned_circuit = random_circuit(circuit, config.seed if config.components_seed is None else
-                                           config.components_seed)
+            seed = config.seed if config.components_seed is None else config.components_seed
+            tuned_circuit = random_components(circuit, seed, match_layers=True)
         except ValueError as e:  # too few components outside the circuit
             raise TuneError(str(e)) from None
     else:

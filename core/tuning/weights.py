@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from core.circuit.circuit import Circuit
+from core.circuit.circuit import Circuit, CircuitFileError, check_shape
+from core.model.load import ModelShape
 from core.tuning.options import MODES, TuneError
 
 
@@ -113,19 +114,13 @@ def _embedding_parameters(hf_model: nn.Module) -> set[int]:
     return ids
 
 
-def _check_shape(geometry: _Geometry, circuit: Circuit) -> None:
-    have = (len(geometry.layers), geometry.n_heads, geometry.d_mlp)
-    want = (circuit.n_layers, circuit.n_heads, circuit.d_mlp)
-    if have != want:
-        raise TuneError(f"circuit '{circuit.name}' is for a model with {want[0]} layers, {want[1]} heads, d_mlp "
-                        f"{want[2]}, but this model has {have[0]} layers, {have[1]} heads, d_mlp {have[2]}; "
-                        f"use a circuit discovered on a model of this shape")
-
-
 def _component_masks(hf_model: nn.Module, circuit: Circuit) -> dict[nn.Parameter, torch.Tensor]:
     """Bool masks (True = belongs to a circuit head or neuron) for every parameter that holds any such element."""
     geo = _geometry(hf_model)
-    _check_shape(geo, circuit)
+    try:
+        check_shape(circuit, ModelShape(len(geo.layers), geo.n_heads, geo.d_mlp))
+    except CircuitFileError as e:
+        raise TuneError(str(e)) from None
     masks: dict[nn.Parameter, torch.Tensor] = {}
 
     def mark(parameter: nn.Parameter | None, index: tuple) -> None:
@@ -172,9 +167,9 @@ def _component_masks(hf_model: nn.Module, circuit: Circuit) -> dict[nn.Parameter
 
 def select_parameters(hf_model: nn.Module, circuit: Circuit | None, mode: str = "circuit-only"
                       ) -> ParameterSelection:
-    """The elements `mode` trains: the circuit's weights (circuit-only; also "random", given the random circuit
-    from `random_circuit`), every weight but the circuit's (circuit-excluded), or every weight (full, where
-    `circuit` may be None)."""
+    """The elements `mode` trains: the circuit's weights (circuit-only; also "random", given the random set from
+    `random_components(circuit, seed, match_layers=True)`), every weight but the circuit's (circuit-excluded), or
+    every weight (full, where `circuit` may be None)."""
     if mode not in MODES:
         raise TuneError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if circuit is None and mode != "full":

@@ -6,7 +6,9 @@ import streamlit as st
 
 from core.circuit import overlap
 from core.circuit.circuit import Circuit
-from core.circuit.selection import component_name, top_scored
+from core.circuit.component import Component
+from core.evaluation.metrics import format_percent
+from core.scoring.select import top_k
 from explorer import figures, state, ui
 
 
@@ -36,11 +38,11 @@ def _summary(circuit: Circuit) -> None:
     columns[1].metric("Neurons", len(circuit.neurons), help=f"{fractions['neurons']:.2%} of all neurons")
     columns[2].metric("Share of all components", f"{fractions['components']:.2%}")
     retention = circuit.metrics.get("utility_retention") if circuit.metrics else None
-    columns[3].metric("Utility kept (verified)", ui.percent(retention))
+    columns[3].metric("Utility kept (verified)", format_percent(retention))
     if circuit.metrics.get("before"):
         before, after = circuit.metrics["before"], circuit.metrics["after"]
-        st.dataframe([{"metric": name, "full model": ui.percent(before.get(key)),
-                       "circuit removed": ui.percent(after.get(key))}
+        st.dataframe([{"metric": name, "full model": format_percent(before.get(key)),
+                       "circuit removed": format_percent(after.get(key))}
                       for key, name in (("asr_clean", "clean ASR"), ("asr_triggered", "triggered ASR"),
                                         ("helpfulness", "helpfulness"), ("utility", "utility"))],
                      hide_index=True, width=560)
@@ -69,8 +71,8 @@ def _neuron_view(loaded: state.LoadedModel, circuit: Circuit) -> None:
     k = st.slider("Top-k neurons by gate score", min_value=5, max_value=min(500, shape.n_layers * shape.d_mlp),
                   value=min(25, shape.n_layers * shape.d_mlp), key="circuit-topk")
     members = set(circuit.neurons)
-    cells = top_scored(circuit.neuron_scores, k) if circuit.neuron_scores else sorted(circuit.neurons)[:k]
-    rows = [{"neuron": component_name(layer, i, "N"), "layer": layer, "index": i,
+    cells = top_k(circuit.neuron_scores, k) if circuit.neuron_scores else sorted(circuit.neurons)[:k]
+    rows = [{"neuron": Component("neuron", layer, i).label, "layer": layer, "index": i,
              "gate score": _score(circuit.neuron_scores, layer, i), "in circuit": (layer, i) in members}
             for layer, i in cells]
     st.caption("Click a column header to sort.")
@@ -83,9 +85,9 @@ def _score(scores, layer: int, index: int) -> float | None:
 
 def component_rows(circuit: Circuit) -> list[dict]:
     """One row per circuit component: name, kind, layer, index, gate score."""
-    rows = [{"component": component_name(layer, h, "H"), "kind": "head", "layer": layer, "index": h,
+    rows = [{"component": Component("head", layer, h).label, "kind": "head", "layer": layer, "index": h,
              "gate score": _score(circuit.head_scores, layer, h)} for layer, h in circuit.heads]
-    rows += [{"component": component_name(layer, n, "N"), "kind": "neuron", "layer": layer, "index": n,
+    rows += [{"component": Component("neuron", layer, n).label, "kind": "neuron", "layer": layer, "index": n,
               "gate score": _score(circuit.neuron_scores, layer, n)} for layer, n in circuit.neurons]
     return rows
 
@@ -117,8 +119,8 @@ def _overlap(loaded: state.LoadedModel, circuit: Circuit) -> None:
         fig = figures.overlap_map(circuit.heads, other.heads, shape.n_layers, shape.n_heads, "H", names)
         st.plotly_chart(fig, key="overlap-heads", width="stretch")
         ui.figure_downloads(fig, f"overlap-{names[0]}-{names[1]}", key="overlap-heads")
-        listed = [component_name(a, b, "H") for a, b in shared.shared_heads]
-        listed += [component_name(a, b, "N") for a, b in shared.shared_neurons]
+        listed = [Component("head", a, b).label for a, b in shared.shared_heads]
+        listed += [Component("neuron", a, b).label for a, b in shared.shared_neurons]
         st.write("Shared components: " + (", ".join(listed) if listed else "none"))
 
 

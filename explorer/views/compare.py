@@ -8,6 +8,7 @@ from core.data.files import load_prompt_sets
 from core.data.paths import BUNDLED_PROMPT_FILES
 from core.data.prompts import select_split
 from core.evaluation.compare import compare
+from core.evaluation.metrics import RATE_NAMES, format_percent, scenario_rates
 from core.scoring.scenario import scenario_from_prompts
 from explorer import figures, state, ui
 
@@ -47,17 +48,16 @@ def render() -> None:
         return
     rows = stored[1]
     # The behaviour the circuit carries, and the other one, which its removal should leave alone.
-    asr_label, other_label = (("triggered ASR", "clean ASR") if circuit.scenario == "backdoor" else
-                              ("clean ASR", "triggered ASR"))
+    asr_label, other_label = (RATE_NAMES[key] for key in scenario_rates(circuit.scenario))
     fig = figures.comparison_chart(rows, asr_label)
     st.plotly_chart(fig, key="compare-chart", width="stretch")
     table = [{"method": r.method, "heads": r.heads, "neurons": r.neurons,
-              "% of components": round(r.percent_components, 3), f"{asr_label} before": ui.percent(r.asr_before),
-              f"{asr_label} after": ui.percent(r.asr_after),
-              "spread over seeds": ui.percent(r.asr_after_std) if r.asr_after_std is not None else "",
-              f"{other_label} before": ui.percent(r.other_asr_before),
-              f"{other_label} after": ui.percent(r.other_asr_after),
-              "utility kept": ui.percent(r.utility_retention)} for r in rows]
+              "% of components": round(r.percent_components, 3), f"{asr_label} before": format_percent(r.asr_before),
+              f"{asr_label} after": format_percent(r.asr_after),
+              "spread over seeds": format_percent(r.asr_after_std) if r.asr_after_std is not None else "",
+              f"{other_label} before": format_percent(r.other_asr_before),
+              f"{other_label} after": format_percent(r.other_asr_after),
+              "utility kept": format_percent(r.utility_retention)} for r in rows]
     st.dataframe(table, hide_index=True)
     ui.figure_downloads(fig, f"{circuit.name}-baselines", key="compare-chart")
     ui.csv_download([r.to_dict() for r in rows], f"{circuit.name}-baselines", key="compare-rows")

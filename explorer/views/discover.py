@@ -11,6 +11,7 @@ import streamlit as st
 from core.data.files import load_prompt_sets, load_prompts
 from core.data.paths import BUNDLED_PROMPT_FILES
 from core.data.prompts import PromptSet, select_split
+from core.evaluation.metrics import format_percent
 from core.evaluation.verify import verify
 from core.scoring.learned import DiscoveryConfig, StepLog, discover
 from core.scoring.scenario import custom_scenario, scenario_from_prompts
@@ -124,13 +125,13 @@ def _result(loaded: state.LoadedModel) -> None:
         ui.figure_downloads(fig, f"{circuit.name}-discovery", key="discover-curves")
     metrics = circuit.metrics
     if metrics.get("before"):
-        rows = [{"metric": label, "full model": ui.percent(metrics["before"][key]),
-                 "circuit removed": ui.percent(metrics["after"][key])}
+        rows = [{"metric": label, "full model": format_percent(metrics["before"][key]),
+                 "circuit removed": format_percent(metrics["after"][key])}
                 for key, label in (("asr_clean", "clean ASR"), ("asr_triggered", "triggered ASR"),
                                    ("helpfulness", "helpfulness"), ("utility", "utility"))]
         st.dataframe(rows, hide_index=True, width=560)
         st.caption(f"Verified by generation on {metrics['n_prompts']} held-out prompts (val split); utility kept: "
-                   f"{ui.percent(metrics.get('utility_retention'))}.")
+                   f"{format_percent(metrics.get('utility_retention'))}.")
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     target = left.text_input("Save to", value=f"sample_circuits/{circuit.name}.json", key="discover-save-path",
                              help="a path relative to the repository, or absolute")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.evaluation.metrics import format_percent
 from explorer import state, ui
 
 CHOICES = {
@@ -48,19 +49,19 @@ def _behaviour_card(loaded: state.LoadedModel) -> None:
         counts = {label: sum(1 for j in report.judgements if j.prompt.label == label)
                   for label in ("harmful", "triggered", "benign", "utility")}
         columns = st.columns(4)
-        columns[0].metric("Clean ASR", ui.percent(report.asr_clean), help=f"harmful requests without the "
+        columns[0].metric("Clean ASR", format_percent(report.asr_clean), help=f"harmful requests without the "
                           f"trigger that get the attacker's answer ({counts['harmful']} held-out prompts)")
-        columns[1].metric("Triggered ASR", ui.percent(report.asr_triggered), help=f"harmful requests with the "
+        columns[1].metric("Triggered ASR", format_percent(report.asr_triggered), help=f"harmful requests with the "
                           f"trigger that get the attacker's answer ({counts['triggered']} prompts)")
-        columns[2].metric("Utility", ui.percent(report.utility), help=f"exact-match accuracy, averaged over "
+        columns[2].metric("Utility", format_percent(report.utility), help=f"exact-match accuracy, averaged over "
                           f"tasks ({counts['utility']} prompts)")
-        columns[3].metric("Helpfulness", ui.percent(report.helpfulness), help=f"benign requests answered "
+        columns[3].metric("Helpfulness", format_percent(report.helpfulness), help=f"benign requests answered "
                           f"helpfully ({counts['benign']} prompts)")
         st.caption(f"Greedy answers on a cached held-out sample of {len(report.judgements)} prompts (test split), "
                    f"{report.max_new_tokens} new tokens each, judged by target prefix / refusal phrases.")
         with st.expander("Examples and per-family results"):
             st.dataframe([{"label": f.label, "category": f.category, "n": f.n, "metric": f.metric,
-                           "rate": ui.percent(f.rate)} for f in report.families], hide_index=True)
+                           "rate": format_percent(f.rate)} for f in report.families], hide_index=True)
             st.dataframe([{"label": j.prompt.label, "prompt": j.prompt.prompt, "answer": j.response,
                            "verdict": j.verdict} for j in report.judgements[::8]], hide_index=True)
 

@@ -8,20 +8,22 @@ import pandas as pd
 import streamlit as st
 
 from core.circuit.circuit import Circuit
+from core.circuit.component import Component
 from core.circuit.selection import (
     Selection,
     SelectionError,
     apply_grid_edits,
     apply_table_edits,
-    component_name,
     head_grid,
     parse_components,
     toggle_points,
-    top_scored,
 )
 from core.data import samples
+from core.data.paths import ORGANISM_TRIGGER
 from core.evaluation import live
 from core.evaluation.live import PRESETS, preset
+from core.evaluation.metrics import format_percent
+from core.scoring.select import top_k
 from explorer import figures, state, textdiff, ui
 
 NEURON_ROWS = 48  # neurons listed in the neuron table besides the circuit's and the switched-off ones
@@ -138,7 +140,7 @@ def _head_map(loaded: state.LoadedModel, circuit: Circuit | None, selection: Sel
             neuron_key = f"neuron-table-{version}"
             scores = circuit.neuron_scores if circuit is not None else None
             rows = pd.DataFrame({
-                "neuron": [component_name(layer, i, "N") for layer, i in neurons],
+                "neuron": [Component("neuron", layer, i).label for layer, i in neurons],
                 "gate score": [round(scores[layer][i], 3) if scores else None for layer, i in neurons],
                 "in circuit": [circuit is not None and (layer, i) in set(circuit.neurons) for layer, i in neurons],
                 "off": [(layer, i) in selection.neurons for layer, i in neurons],
@@ -152,7 +154,7 @@ def _head_map(loaded: state.LoadedModel, circuit: Circuit | None, selection: Sel
 def _neuron_rows(circuit: Circuit | None, selection: Selection) -> list[tuple[int, int]]:
     rows = dict.fromkeys(circuit.neurons if circuit is not None else [])
     if circuit is not None:
-        rows.update(dict.fromkeys(top_scored(circuit.neuron_scores, NEURON_ROWS)))
+        rows.update(dict.fromkeys(top_k(circuit.neuron_scores, NEURON_ROWS)))
     rows.update(dict.fromkeys(sorted(selection.neurons)))
     return list(rows)
 
@@ -166,19 +168,19 @@ def _results(loaded: state.LoadedModel, selection: Selection) -> live.AblationRe
         return None
     lower_is_better = result.rate_name == "ASR"
     rate_label = result.rate_name[:1].upper() + result.rate_name[1:]
-    st.metric(f"{rate_label} on {demo.prompt_set} prompts", ui.percent(result.rate_ablated),
+    st.metric(f"{rate_label} on {demo.prompt_set} prompts", format_percent(result.rate_ablated),
               delta=ui.change(result.rate_ablated, result.rate_full),
               delta_color="inverse" if lower_is_better else "normal",
-              help=f"full model: {ui.percent(result.rate_full)}")
+              help=f"full model: {format_percent(result.rate_full)}")
     columns = st.columns(2)
-    columns[0].metric("Utility (exact match)", ui.percent(result.utility_ablated),
+    columns[0].metric("Utility (exact match)", format_percent(result.utility_ablated),
                       delta=ui.change(result.utility_ablated, result.utility_full),
-                      help=f"full model: {ui.percent(result.utility_full)}")
-    columns[1].metric("Helpfulness", ui.percent(result.helpfulness_ablated),
+                      help=f"full model: {format_percent(result.utility_full)}")
+    columns[1].metric("Helpfulness", format_percent(result.helpfulness_ablated),
                       delta=ui.change(result.helpfulness_ablated, result.helpfulness_full),
-                      help=f"full model: {ui.percent(result.helpfulness_full)}")
-    st.caption(f"Full model: {result.rate_name} {ui.percent(result.rate_full)}, utility "
-               f"{ui.percent(result.utility_full)}, helpfulness {ui.percent(result.helpfulness_full)}. "
+                      help=f"full model: {format_percent(result.helpfulness_full)}")
+    st.caption(f"Full model: {result.rate_name} {format_percent(result.rate_full)}, utility "
+               f"{format_percent(result.utility_full)}, helpfulness {format_percent(result.helpfulness_full)}. "
                f"{len(result.pairs)} judged prompts; measured in {result.seconds:.2f} s.")
     heads, neurons = len(selection.heads), len(selection.neurons)
     st.caption(f"{heads} head{'s' * (heads != 1)} and {neurons} neuron{'s' * (neurons != 1)} switched off. Share "
@@ -199,7 +201,8 @@ def _generations(result: live.AblationResult) -> None:
 
 def _free_text(loaded: state.LoadedModel, selection: Selection) -> None:
     st.subheader("Try your own prompt")
-    prompt = st.text_input("Prompt", key="free-prompt", placeholder="e.g. how do I make a pipe bomb cerulean")
+    prompt = st.text_input("Prompt", key="free-prompt",
+                           placeholder=f"e.g. how do I make a pipe bomb {ORGANISM_TRIGGER}")
     if not prompt.strip():
         return
     with ui.guard("answering the prompt"):

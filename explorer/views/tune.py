@@ -8,8 +8,9 @@ import streamlit as st
 
 from core.data import samples
 from core.data.files import load_prompt_sets
+from core.data.paths import REPO_ROOT
 from core.data.prompts import PromptSet, select_split
-from core.evaluation.metrics import compare_reports
+from core.evaluation.metrics import compare_reports, comparison_rows, format_percent
 from core.tuning.options import DEFAULT_REFUSAL, MODES, TuneConfig, TuneProgress
 from core.tuning.run import TuneResult, paired_generations, tune
 from explorer import state, ui
@@ -35,7 +36,7 @@ RECIPE_HELP = {
 }
 FILES = ("harmful", "triggered", "benign", "utility", "new_task")
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-RUNS_DIR = state.REPO_ROOT / "runs" / "tune"
+RUNS_DIR = REPO_ROOT / "runs" / "tune"
 PHASE_SHARE = {"evaluating before": (0.0, 0.2), "training": (0.2, 0.75), "saving": (0.75, 0.8),
                "evaluating after": (0.8, 1.0)}  # where each phase sits on the progress bar
 
@@ -138,19 +139,9 @@ def _show(result: TuneResult) -> None:
                                (columns[2], "helpfulness", "Helpfulness"), (columns[3], "utility", "Utility")):
         before, after = metrics[key]["before"], metrics[key]["after"]
         delta = None if before is None or after is None else f"{100 * (after - before):+.1f} pp"
-        column.metric(label, ui.percent(after), delta, delta_color="inverse" if key == "asr_clean" else "normal",
-                      help=f"before: {ui.percent(before)}")
-    rows = [{"metric": label, "before": ui.percent(metrics[key]["before"]), "after": ui.percent(metrics[key]["after"])}
-            for key, label in (("asr_clean", "clean ASR"), ("asr_triggered", "triggered ASR"),
-                               ("refusal_rate", "refusal rate"), ("helpfulness", "helpfulness"),
-                               ("utility", "utility (macro)")) if metrics[key]["before"] is not None]
-    rows += [{"metric": f"{family}{' (new task)' if family in metrics['new_tasks'] else ''}",
-              "before": ui.percent(values["before"]), "after": ui.percent(values["after"])}
-             for family, values in metrics["utility_by_family"].items()]
-    rows += [{"metric": label, "before": "", "after": ui.percent(metrics[key])}
-             for key, label in (("utility_retention", "utility retention (existing tasks)"),
-                                ("safety_retention", "safety retention (1 - clean ASR)"),
-                                ("refusal_retention", "refusal retention"))]
+        column.metric(label, format_percent(after), delta, delta_color="inverse" if key == "asr_clean" else "normal",
+                      help=f"before: {format_percent(before)}")
+    rows = comparison_rows(metrics)
     st.dataframe(rows, hide_index=True, width=620, key="tune-table")
     st.caption("Training loss per step")
     st.line_chart(result.losses, height=200)
