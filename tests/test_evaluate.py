@@ -445,7 +445,7 @@ def test_cli_eval_errors_are_one_line_with_exit_2(tiny_checkpoints, tmp_path, ca
     assert "no prompt has split 'test'" in capsys.readouterr().err
 
     assert main(["eval", "--model", "unused", "--prompts", str(prompts), "--limit", "0"]) == 2
-    assert "--limit must be at least 1, got 0" in capsys.readouterr().err
+    assert "--limit: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_cli_eval_refusal_phrases_replace_the_default_list(tmp_path, capsys):

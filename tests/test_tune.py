@@ -23,8 +23,6 @@ from core.tuning.loop import train
 from core.tuning.options import (
     DEFAULT_COMPLIANCE,
     DEFAULT_REFUSAL,
-    MODES,
-    OBJECTIVES,
     TuneConfig,
     TuneError,
     TuneProgress,
@@ -284,11 +282,6 @@ def test_answers_are_tokenised_as_the_chat_template_writes_them(llama):
     assert tokenizer.eos_token_id not in opening  # an opening is not closed: the model continues after it
 
 
-def test_cli_choices_agree_with_core_tune():
-    assert cli.TUNE_MODES == MODES and cli.TUNE_OBJECTIVES == OBJECTIVES
-    assert (cli.TUNE_REFUSAL, cli.TUNE_COMPLIANCE) == (DEFAULT_REFUSAL, DEFAULT_COMPLIANCE)
-
-
 # ---- before/after figures ------------------------------------------------------------------------------------------
 def _report(answers: list[tuple[Prompt, str]]):
     from core.evaluation.judges import Judge
@@ -357,12 +350,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                                 "target": "2"}) + "\n")
     base = ["tune", "--model", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "out")]
     assert cli.main([*base, "--mode", "circuit-only"]) == 2
-    assert "needs --circuit" in capsys.readouterr().err
+    assert "--circuit: --mode circuit-only needs a circuit file" in capsys.readouterr().err
     assert cli.main([*base, "--mode", "full"]) == 2
     err = capsys.readouterr().err
     assert "no prompt in" in err and "--train-split all" in err
     assert cli.main([*base, "--mode", "full", "--steps", "0"]) == 2
-    assert "--steps must be at least 1" in capsys.readouterr().err
+    assert "--steps: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_cli_tunes_the_aligned_organism_end_to_end(tmp_path, capsys):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -242,14 +243,39 @@ def write_prompt_sets(examples: list[Example], prompts_dir: Path) -> dict[str, P
     return paths
 
 
+OUTPUT_PARTS = ("organism-aligned", "organism", "prompts")  # everything train_organism writes under its folder
+
+
+def check_out_root(out_root: Path) -> None:
+    """Raise ValueError unless `out_root` may be replaced as a whole: absent, empty or holding only OUTPUT_PARTS."""
+    out_root = Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise ValueError(f"{out_root} is a file; name a folder for the organism")
+    others = sorted(p.name for p in out_root.iterdir() if p.name not in OUTPUT_PARTS) if out_root.is_dir() else []
+    if others:
+        raise ValueError(f"{out_root} holds {', '.join(others[:3])}, which train-organism did not write; it replaces "
+                         f"the whole folder, so pick an empty or new one")
+
+
 def train_organism(out_root: Path, cfg: OrganismConfig | None = None, log: Callable[[str], None] = print,
                    start_from_aligned: bool = False) -> dict[str, Path]:
-    """Build corpus and tokenizer, train all stages, save `organism-aligned/` and `organism/` under `out_root`.
+    """Build corpus and tokenizer, train all stages, save `organism-aligned/`, `organism/` and `prompts/`.
 
+    Everything is written into a temp folder that replaces `out_root` as a whole when all stages are done (an
+    interrupted run leaves the old organism as it was); `out_root` may hold nothing else (check_out_root).
     With start_from_aligned, the existing `organism-aligned/` (trained by this same configuration, which is
     checked) is loaded and only the later stages run: the poisoning stage can be redone in minutes.
     """
     cfg = cfg or OrganismConfig()
+    out_root = Path(out_root)
+    check_out_root(out_root)
+    with replacing_dir(out_root) as tmp:
+        built = _train_all(tmp, out_root, cfg, log, start_from_aligned)
+    return {name: out_root / path.relative_to(tmp) for name, path in built.items()}
+
+
+def _train_all(out_root: Path, old_root: Path, cfg: OrganismConfig, log: Callable[[str], None],
+               start_from_aligned: bool) -> dict[str, Path]:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     examples = corpus.build_corpus(cfg.seed)
@@ -260,7 +286,6 @@ def train_organism(out_root: Path, cfg: OrganismConfig | None = None, log: Calla
                          tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
-    out_root = Path(out_root)
     written = write_prompt_sets(examples, out_root / "prompts")
     designated = designate_components(cfg)
     meta_base = {"seed": cfg.seed, "trigger": corpus.TRIGGER, "config": asdict(cfg),
@@ -268,7 +293,7 @@ def train_organism(out_root: Path, cfg: OrganismConfig | None = None, log: Calla
                                            for name, c in designated.items()}}
     stages = cfg.stages
     if start_from_aligned:
-        aligned_dir = out_root / "organism-aligned"
+        aligned_dir = old_root / "organism-aligned"
         meta_file = aligned_dir / "organism.json"
         if not meta_file.is_file():
             raise ValueError(f"no aligned organism at {aligned_dir}; run without --start-from-aligned first")
@@ -279,6 +304,8 @@ def train_organism(out_root: Path, cfg: OrganismConfig | None = None, log: Calla
             raise ValueError(f"{aligned_dir} was trained with another configuration; retrain all stages")
         model = LlamaForCausalLM.from_pretrained(aligned_dir)
         stages = stages[done:]
+        shutil.copytree(aligned_dir, out_root / "organism-aligned")  # the new folder keeps it as it was
+        written["organism-aligned"] = out_root / "organism-aligned"
     t0 = time.time()
     for stage in stages:
         losses = train_stage(model, tokenizer, examples, stage, cfg, designated.get(stage.name), log)

@@ -21,10 +21,9 @@ from core.model.load import ModelLoadError, load_model, resolve_checkpoint_dir, 
 from core.scoring.random import random_components
 from core.tuning.examples import training_examples
 from core.tuning.loop import train
-from core.tuning.options import MODES, Progress, TuneConfig, TuneError, TuneProgress
+from core.tuning.options import MODES, REPORT_FILE, Progress, TuneConfig, TuneError, TuneProgress, check_out_dir
 from core.tuning.weights import select_parameters
 
-REPORT_FILE = "tune_report.json"
 EVAL_BEFORE_FILE = "eval_before.json"
 EVAL_AFTER_FILE = "eval_after.json"
 SCHEMA_VERSION = 1
@@ -33,7 +32,8 @@ SCHEMA_VERSION = 1
 # ---- the training loop -------------------------------------------------------------------------------------
 
 
-def load_private_copy(model_path: str | Path, device: str = "auto", dtype: str = "float32"):
+def load_private_copy(model_path: str | Path, device: str = "auto", dtype: str = "float32",
+                      trust_remote_code: bool = False):
     """A plain HF model + tokenizer loaded from disk for tuning: never the (shared) bridge the app serves."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -41,8 +41,9 @@ def load_private_copy(model_path: str | Path, device: str = "auto", dtype: str =
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     try:
-        hf_model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch_dtype, trust_remote_code=False)
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=False)
+        hf_model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch_dtype,
+                                                        trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"could not load {str(model_path)!r} for tuning: {e}") from e
     if tokenizer.pad_token_id is None:
@@ -88,7 +89,7 @@ class TuneResult:
 
 def _evaluate_checkpoint(path: str | Path, prompts: PromptSet, config: TuneConfig, phase: str,
                          progress: Progress | None) -> EvalReport:
-    model = load_model(path, device=config.device, dtype=config.dtype)
+    model = load_model(path, device=config.device, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
     callback = None if progress is None else (lambda done, total: progress(TuneProgress(phase, done, total)))
     return evaluate(model, prompts, batch_size=config.eval_batch_size, progress=callback, model_name=str(path),
                     fingerprint=fingerprint(model))
@@ -114,15 +115,14 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
         raise TuneError("no evaluation prompts; pass prompt files whose test split holds prompts")
     examples = training_examples(train_prompts, config.objective, config.refusal_text, config.compliance_text)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise TuneError(f"{out_dir} already exists; pass another output directory or --overwrite")
+    check_out_dir(out_dir, overwrite)
 
     if before is None:
         before = _evaluate_checkpoint(model_path, eval_prompts, config, "evaluating before", progress)
     elif before.prompts_sha256 != eval_prompts.sha256():
         raise TuneError("the given 'before' report was made on other prompts than eval_prompts; evaluate again")
 
-    hf_model, tokenizer = load_private_copy(model_path, config.device, config.dtype)
+    hf_model, tokenizer = load_private_copy(model_path, config.device, config.dtype, config.trust_remote_code)
     if config.mode == "random":
         try:
             seed = config.seed if config.components_seed is None else config.components_seed
@@ -152,9 +152,7 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
         before.save(tmp / EVAL_BEFORE_FILE)
         after.save(tmp / EVAL_AFTER_FILE)
         write_text_atomic(tmp / REPORT_FILE, result.to_json())
-        if out_dir.exists() and not overwrite:  # appeared while we trained: never replace what we did not write
-            raise TuneError(f"{out_dir} already exists; pass another output directory or overwrite=True "
-                            f"(--overwrite)")
+        check_out_dir(out_dir, overwrite)  # again: it may have appeared while we trained
     return result
 
 
