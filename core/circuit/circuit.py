@@ -106,7 +106,7 @@ class Circuit:
     @classmethod
     def from_json(cls, text: str, source: str = "<string>") -> Circuit:
         try:
-            data = json.loads(text)
+            data = json.loads(text.removeprefix("\ufeff"))  # the byte-order mark some editors write
         except json.JSONDecodeError as e:
             raise CircuitFileError(f"{source} is not valid JSON ({e}); a circuit file is the JSON that "
                                    f"`safeseek discover` or the explorer writes") from e
@@ -120,6 +120,7 @@ class Circuit:
         unknown = set(data) - known
         if unknown:
             raise CircuitFileError(f"{source} has unknown fields {sorted(unknown)}")
+        _check_integers(data, source)
         try:
             return cls(**data)
         except (TypeError, ValueError) as e:
@@ -133,13 +134,36 @@ class Circuit:
         return path
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true/1.0 must not pass as indices
+
+
+def _check_integers(data: dict, source: str) -> None:
+    """Sizes and component indices must be JSON integers: 1.5 or true would otherwise be truncated silently."""
+    for key in ("n_layers", "n_heads", "d_mlp"):
+        if key in data and not _is_int(data[key]):
+            raise CircuitFileError(f"{source}: '{key}' must be an integer, got {data[key]!r}")
+    for key in ("heads", "neurons"):
+        items = data.get(key, [])
+        if not isinstance(items, list):
+            raise CircuitFileError(f"{source}: '{key}' must be a list of [layer, index] pairs, got {items!r}")
+        for i, item in enumerate(items):
+            if not (isinstance(item, list) and len(item) == 2 and all(_is_int(v) for v in item)):
+                raise CircuitFileError(f"{source}: '{key}'[{i}] must be two integers [layer, index], got "
+                                       f"{json.dumps(item)}")
+
+
 def load_circuit(path: str | Path) -> Circuit:
     """Read a circuit file; errors name the file and what is wrong with it."""
     path = Path(path)
     if not path.is_file():
         raise CircuitFileError(f"no circuit file at {path}; pass the path of a JSON file written by "
                                f"`safeseek discover` (see sample_circuits/)")
-    return Circuit.from_json(path.read_text(encoding="utf-8"), source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CircuitFileError(f"{path} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from None
+    return Circuit.from_json(text, source=str(path))
 
 
 def check_shape(circuit: Circuit, shape: ModelShape) -> None:

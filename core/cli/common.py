@@ -46,7 +46,7 @@ def load(args: ModelOptions):
     try:
         return load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     except ModelLoadError as e:
-        raise CliError(str(e)) from None
+        raise CliError(f"--model: {e}") from None
 
 
 def load_prompts(paths: list[str]):

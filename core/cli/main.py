@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"safeseek {command.name}"
     module = importlib.import_module(command.module)
     try:
-        args = parse(module.Args, argv[1:], prog, module.Args.__doc__)
+        try:
+            args = parse(module.Args, argv[1:], prog, module.Args.__doc__)
+        except SystemExit as e:  # --help printed
+            return int(e.code or 0)
         args.command_line = " ".join(["safeseek", *argv])  # recorded in what a command writes, to reproduce it
         return module.run(args) or 0
     except CliError as e:

@@ -51,7 +51,7 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
         if "help" not in field.metadata:
             continue  # not an option
         kind, optional = _unwrap_optional(hints[field.name])
-        kwargs: dict[str, Any] = {"dest": field.name, "help": field.metadata["help"]}
+        kwargs: dict[str, Any] = {"dest": field.name, "help": field.metadata["help"].replace("%", "%%")}
         if field.metadata.get("metavar"):
             kwargs["metavar"] = field.metadata["metavar"]
         default = _default(field)
@@ -72,7 +72,7 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
                 kwargs["required"] = True
             elif default is not None and default != [] and "default" not in kwargs["help"]:
                 shown = " ".join(map(str, default)) if isinstance(default, list) else default
-                kwargs["help"] += f" (default: {shown})"
+                kwargs["help"] += f" (default: {shown})".replace("%", "%%")  # argparse %-formats help
         if default is not dataclasses.MISSING:
             kwargs["default"] = None if kwargs.get("action") == "extend" else default  # extend would append to it
         parser.add_argument(flag_of(field), **kwargs)

@@ -79,6 +79,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it private (0600); written files are shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -92,7 +93,7 @@ def replacing_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; checkpoints and reports are meant to be shared
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; checkpoints and reports are meant to be shared
     try:
         yield tmp
         if path.exists():
@@ -105,6 +106,13 @@ def replacing_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it; the brief swap uses a common, harmless value)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _read_utf8(path: Path) -> str:

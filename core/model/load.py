@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from core.model.hooks import HEAD_HOOK, NEURON_HOOK
 from core.model.patches import install_kv_cache_fix
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -125,14 +126,33 @@ def _missing_files(checkpoint: Path) -> str | None:
     return None
 
 
-def _checkpoint_model_type(checkpoint: Path) -> str:
+def _checkpoint_config(checkpoint: Path) -> dict:
     try:
         config = json.loads((checkpoint / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ModelLoadError(
             f"{str(checkpoint / 'config.json')!r} is not valid JSON ({e}); re-save the checkpoint"
         ) from e
-    return f"model_type={config.get('model_type')!r}, architectures={config.get('architectures')}"
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{str(checkpoint / 'config.json')!r} is not a JSON object; re-save the checkpoint")
+    return config
+
+
+def _is_causal_lm_class(name: str) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() or name.endswith(("ForCausalLM", "LMHeadModel"))
+
+
+def _refuse_unmaskable(model: TransformerBridge, name: str, described: str) -> None:
+    """SafeSeek reads and masks causal attention heads and MLP neurons; a model without them cannot be scored."""
+    if getattr(model.cfg, "attention_dir", "causal") != "causal":
+        raise ModelLoadError(f"{name!r} ({described}) attends in both directions, so it is not a causal language "
+                             "model; pass a causal LM checkpoint (Llama, Qwen2, Gemma-2, GPT-2, ...)")
+    missing = [hook.format(layer=0) for hook in (HEAD_HOOK, NEURON_HOOK) if hook.format(layer=0) not in model.hook_dict]
+    if missing:
+        raise ModelLoadError(f"{name!r} ({described}) has no {' / '.join(missing)} hook, so it has no attention heads "
+                             "or MLP neurons to mask; pass a transformer causal LM with attention and MLP blocks")
 
 
 def load_model(
@@ -150,7 +170,12 @@ def load_model(
     checkpoint = resolve_checkpoint_dir(name_or_path)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    described = _checkpoint_model_type(checkpoint)
+    config = _checkpoint_config(checkpoint)
+    described = f"model_type={config.get('model_type')!r}, architectures={config.get('architectures')}"
+    architectures = config.get("architectures") or []
+    if architectures and not any(_is_causal_lm_class(a) for a in architectures):
+        raise ModelLoadError(f"{str(name_or_path)!r} ({described}) is not a causal language model (no *ForCausalLM "
+                             "head), so it cannot generate answers; pass a causal LM checkpoint")
     try:
         model = TransformerBridge.boot_transformers(
             str(checkpoint), device=str(torch_device), dtype=torch_dtype, trust_remote_code=trust_remote_code
@@ -176,6 +201,7 @@ def load_model(
             f"{type(e).__name__}: {e}. Check that the directory is a complete, uncorrupted Hugging Face "
             "checkpoint (config.json, weights, tokenizer files) written by a compatible transformers version"
         ) from e
+    _refuse_unmaskable(model, str(name_or_path), described)
     install_kv_cache_fix()  # cached forwards (generation) through the bridge need it; a no-op after the first load
     for parameter in model.original_model.parameters():
         parameter.requires_grad_(False)
