@@ -1,7 +1,9 @@
-"""Ablation: per-call hooks that remove a set of heads and neurons (zero or mean), or keep only that set."""
+"""Ablation: per-call hooks that remove a set of heads and neurons (zero, mean or resample), or keep only that set."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -83,3 +85,86 @@ def component_means(model, prompts: list[str], batch_size: int = 32) -> tuple[to
     """Mean head output [n_layers, n_heads, d_head] and neuron activation [n_layers, d_mlp] over a prompt set."""
     head_sum, neuron_sum, count = activation_moments(model, prompts, power=1, batch_size=batch_size)
     return head_sum / count, neuron_sum / count
+
+
+# ---- resample ablation ------------------------------------------------------------------------------------------
+# Replace a removed component's activation on a prompt by the same component's activation on *another* prompt of a
+# reference set (causal-scrubbing / auto-circuit "resample" ablation). Prompts differ in length and generation adds
+# positions one at a time, so the drawn prompt's activation is its mean over that prompt's own token positions: a
+# constant per row, like mean ablation's, but drawn from one other prompt instead of averaged over all of them.
+@torch.inference_mode()
+def prompt_activations(model, prompts: list[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per prompt, each head's output [n_prompts, n_layers, n_heads, d_head] and each neuron's activation
+    [n_prompts, n_layers, d_mlp], averaged over that prompt's token positions (fp32, on the CPU)."""
+    cfg = model.cfg
+    pad_id = model.tokenizer.pad_token_id
+    heads = torch.zeros(len(prompts), cfg.n_layers, cfg.n_heads, cfg.d_head)
+    neurons = torch.zeros(len(prompts), cfg.n_layers, cfg.d_mlp)
+    for start in range(0, len(prompts), batch_size):
+        encoded = encode_prompts(model.tokenizer, prompts[start: start + batch_size])
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids in encoded], device=cfg.device)
+        valid = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in encoded], device=cfg.device)
+        lengths = valid.sum(1).float()
+        rows = slice(start, start + len(encoded))
+
+        def store(layer: int, kind: str, valid=valid, lengths=lengths, rows=rows):
+            def hook(activation: torch.Tensor, hook=None) -> torch.Tensor:
+                mask = valid.to(activation.dtype).reshape(valid.shape + (1,) * (activation.dim() - 2))
+                mean = ((activation * mask).sum(1).float() / lengths.reshape(-1, *[1] * (activation.dim() - 2)))
+                (heads if kind == "head" else neurons)[rows, layer] = mean.cpu()
+                return activation
+            return hook
+
+        hooks = [(HEAD_HOOK.format(layer=layer), store(layer, "head")) for layer in range(cfg.n_layers)]
+        hooks += [(NEURON_HOOK.format(layer=layer), store(layer, "neuron")) for layer in range(cfg.n_layers)]
+        with hooked(model, hooks):
+            model(input_ids, attention_mask=valid, return_type="logits", use_cache=False)
+    return heads, neurons
+
+
+def resample_pairing(prompts: list[str], reference: list[str], seed: int) -> list[int]:
+    """For each prompt, the index of a reference prompt drawn uniformly (seeded) among those with other text."""
+    rng = random.Random(seed)
+    pairing = []
+    for text in prompts:
+        others = [i for i, ref in enumerate(reference) if ref != text]
+        if not others:
+            raise ValueError("resample ablation needs a reference prompt that differs from each evaluated prompt; "
+                             "give a larger reference set")
+        pairing.append(rng.choice(others))
+    return pairing
+
+
+def resample_hooks(circuit: Circuit, activations: tuple[torch.Tensor, torch.Tensor], rows: list[int],
+                   keep_only: bool = False) -> list[Hook]:
+    """Hooks for one batch: row b's removed components take reference prompt `rows[b]`'s activations.
+
+    `activations` come from `prompt_activations` over the reference prompts; the batch must hold len(rows) rows
+    in that order (run one batch per call, e.g. through `generate` with batch_size >= len(rows)).
+    """
+    removed_heads, removed_neurons = circuit.removal_tensors()
+    if keep_only:
+        removed_heads, removed_neurons = 1 - removed_heads, 1 - removed_neurons
+    index = torch.tensor(rows, dtype=torch.long)
+    head_refs, neuron_refs = activations[0][index], activations[1][index]  # [B, L, H, dh], [B, L, D]
+    hooks: list[Hook] = []
+    for layer in range(circuit.n_layers):
+        if removed_heads[layer].any():
+            hooks.append((HEAD_HOOK.format(layer=layer),
+                          _replace_hook(removed_heads[layer][:, None], head_refs[:, layer], len(rows))))
+        if removed_neurons[layer].any():
+            hooks.append((NEURON_HOOK.format(layer=layer),
+                          _replace_hook(removed_neurons[layer], neuron_refs[:, layer], len(rows))))
+    return hooks
+
+
+def _replace_hook(removed: torch.Tensor, reference: torch.Tensor, n_rows: int) -> Callable:
+    def hook(activation: torch.Tensor, hook=None) -> torch.Tensor:
+        if activation.shape[0] != n_rows:
+            raise ValueError(f"resample hooks were built for {n_rows} rows but the batch has {activation.shape[0]}")
+        r = removed.to(device=activation.device, dtype=activation.dtype)
+        ref = reference.to(device=activation.device, dtype=activation.dtype)[:, None]  # broadcast over positions
+        return activation * (1 - r) + ref * r
+
+    return hook

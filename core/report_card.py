@@ -1,0 +1,637 @@
+"""The circuit report card: necessity, sufficiency, seed stability, cost curve and location of one circuit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from core.ablate import ablate, component_means, prompt_activations, resample_hooks, resample_pairing
+from core.baselines import _top, attribution_scores, magnitude_scores, random_components
+from core.circuit import Circuit
+from core.data import PromptSet, select_split, write_text_atomic
+from core.discover import DiscoveryConfig, discover, scenario_from_prompts
+from core.evaluate import Judgement, evaluate, judging_length
+from core.generate import encode_prompts
+
+ABLATIONS = ("zero", "mean", "resample")
+# The prompts whose attack success rate a circuit of each scenario is about.
+BEHAVIOUR_LABEL = {"backdoor": "triggered", "alignment": "harmful"}
+UTILITY_LABELS = ("benign", "utility")
+# 8 circuit sizes, evenly spaced on a log axis from 0.05% to 3% of all components.
+DEFAULT_BUDGETS = tuple(round(0.0005 * (0.03 / 0.0005) ** (i / 7), 6) for i in range(8))
+BASELINES = ("attribution", "magnitude", "random")
+DISAGREEMENT = 0.10  # the badge: ablation types whose results differ by more than this many points / 100
+Z_95 = 1.959963984540054
+CACHE_VERSION = 1
+
+Progress = Callable[[str, int, int], None]  # (part, done, total)
+
+
+class ReportError(ValueError):
+    """A report card request that cannot run as given."""
+
+
+# ---- rates ------------------------------------------------------------------------------------------------------
+def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion k/n (95% by default); stays inside [0, 1] at k = 0 and k = n."""
+    # Local copy: core.metrics.wilson_interval (branch `eval`) is the one home once merged.
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"a proportion needs n >= 1 and 0 <= k <= n, got k={k}, n={n}")
+    p = k / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return (0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half))
+
+
+@dataclass
+class Rate:
+    """k of n prompts, with its 95% Wilson interval."""
+
+    k: int
+    n: int
+
+    @property
+    def value(self) -> float:
+        return self.k / self.n
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.k, self.n)
+
+    def text(self) -> str:
+        low, high = self.interval
+        return f"{100 * self.value:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+@dataclass
+class Outcome:
+    """One evaluation: behaviour ASR (with refusals and off-target answers) and pooled utility."""
+
+    asr: Rate
+    refused: Rate
+    off_target: Rate
+    utility: Rate  # share of benign and utility-task prompts answered well (pooled)
+
+    @classmethod
+    def from_judgements(cls, judgements: list[Judgement], behaviour_label: str) -> Outcome:
+        behaviour = [j for j in judgements if j.prompt.label == behaviour_label]
+        utility = [j for j in judgements if j.prompt.label in UTILITY_LABELS]
+        if not behaviour or not utility:
+            raise ReportError(f"the evaluation set needs '{behaviour_label}' prompts and benign or utility prompts")
+        n = len(behaviour)
+        return cls(Rate(sum(j.success for j in behaviour), n), Rate(sum(j.verdict == "refused" for j in behaviour), n),
+                   Rate(sum(j.verdict == "off-target" for j in behaviour), n),
+                   Rate(sum(j.success for j in utility), len(utility)))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Outcome:
+        return cls(**{key: Rate(**value) for key, value in data.items()})
+
+
+# ---- component sets ---------------------------------------------------------------------------------------------
+def component_label(kind: str, layer: int, index: int) -> str:
+    return f"L{layer}{'H' if kind == 'head' else 'N'}{index}"
+
+
+def component_set(heads, neurons) -> set[str]:
+    """Labels ("L2H9", "L0N134") of a circuit's heads and neurons, comparable across circuits of one model."""
+    return {component_label("head", *h) for h in heads} | {component_label("neuron", *n) for n in neurons}
+
+
+def _sort_key(label: str) -> tuple:
+    layer, kind, index = re.fullmatch(r"L(\d+)([HN])(\d+)", label).groups()
+    return kind != "H", int(layer), int(index)
+
+
+def jaccard(a: set, b: set) -> float | None:
+    """|A ∩ B| / |A ∪ B|; None when both are empty."""
+    return len(a & b) / len(a | b) if a | b else None
+
+
+def pairwise_jaccard(sets: list[set]) -> list[list[float | None]]:
+    """The symmetric matrix of Jaccard indices between every two sets (1 on the diagonal of non-empty sets)."""
+    return [[jaccard(a, b) for b in sets] for a in sets]
+
+
+def core_components(sets: list[set]) -> list[str]:
+    """The components present in every set (sorted heads first, then by layer and index)."""
+    return sorted(set.intersection(*sets), key=_sort_key) if sets else []
+
+
+# ---- what a card holds ------------------------------------------------------------------------------------------
+@dataclass
+class CardConfig:
+    per_family: int = 32  # held-out prompts per (label, category) family
+    split: str = "test"
+    reference_per_family: int = 8  # train prompts per family for mean / resample ablation
+    seed: int = 0  # held-out and reference samples, resample pairing
+    seeds: int = 5  # discoveries in the stability part, the circuit's own run included
+    budgets: tuple[float, ...] = DEFAULT_BUDGETS
+    random_seeds: int = 3  # random circuits per budget (their mean is plotted)
+    steps: int | None = None  # discovery steps; None: the circuit's recorded steps
+    train_limit: int | None = None  # training prompts per family; None: the circuit's recorded command, else 48
+    batch_size: int = 64
+
+    def check(self) -> None:
+        """Raise ReportError naming the first bad setting (before any model is loaded)."""
+        for name in ("per_family", "reference_per_family", "seeds", "random_seeds", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ReportError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ReportError(f"--steps must be at least 1, got {self.steps}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ReportError(f"--train-limit must be at least 1, got {self.train_limit}")
+        if not self.budgets or not all(0 < b < 1 for b in self.budgets):
+            raise ReportError(f"budgets must be fractions of all components between 0 and 1, got {self.budgets}")
+
+
+@dataclass
+class StabilityRun:
+    seed: int
+    components: list[str]
+    removal_asr: Rate
+    removal_utility: Rate
+    source: str  # "this circuit" or "discovered"
+
+
+@dataclass
+class Stability:
+    runs: list[StabilityRun]
+    jaccard: list[list[float | None]]
+    core: list[str]  # in every run
+
+    @property
+    def mean_jaccard(self) -> float | None:
+        values = [v for i, row in enumerate(self.jaccard) for j, v in enumerate(row) if i < j and v is not None]
+        return sum(values) / len(values) if values else None
+
+
+@dataclass
+class CurvePoint:
+    method: str
+    budget: float  # the fraction of all components asked for
+    size: int  # components in the circuit (learned circuits may be smaller than the budget)
+    asr: float  # behaviour ASR with the circuit removed (mean over seeds for random)
+    utility: float
+    n: int  # behaviour prompts behind each ASR
+
+
+@dataclass
+class Location:
+    per_layer: list[dict]  # layer, heads, neurons, share of the circuit
+    overlaps: list[dict]  # name, size, heads/neurons inside, share of the circuit inside, jaccard
+
+
+@dataclass
+class ReportCard:
+    name: str
+    scenario: str
+    behaviour_label: str
+    components: list[str]
+    summary: str
+    meta: dict  # model fingerprint, prompt hashes, commands, date, settings
+    full: Outcome
+    necessity: dict[str, Outcome]
+    sufficiency: dict[str, Outcome]
+    stability: Stability
+    curve: list[CurvePoint]
+    location: Location
+
+    # ---- derived readings -------------------------------------------------------------------------------------
+    def disagreement(self) -> str | None:
+        """The badge: which measure the three ablation types disagree on by more than 10 points, if any."""
+        notes = []
+        for what in ("asr", "utility"):
+            values = {m: getattr(o, what).value for m, o in self.necessity.items()}
+            spread = max(values.values()) - min(values.values())
+            if spread > DISAGREEMENT:
+                name = "behaviour ASR" if what == "asr" else "utility"
+                notes.append(f"{name} differs by {100 * spread:.0f} points between ablation types ("
+                             + ", ".join(f"{m} {100 * v:.1f}%" for m, v in values.items()) + ")")
+        return "; ".join(notes) or None
+
+    def sufficiency_reading(self, method: str) -> str:
+        """A plain-language reading of the keep-only-the-circuit result for one ablation type."""
+        kept, full = self.sufficiency[method], self.full
+        if self.scenario == "backdoor":
+            what, before, after = "triggered requests complied with", full.asr.value, kept.asr.value
+        else:
+            what, before, after = "harmful requests refused", full.refused.value, kept.refused.value
+        share = after / before if before > 0 else 0.0
+        verdict = ("carries the behaviour on its own" if share >= 0.8 else
+                   "carries part of the behaviour on its own" if share >= 0.2 else
+                   "does not carry the behaviour on its own; it needs the rest of the model")
+        broken = (f"; {100 * kept.off_target.value:.0f}% of the answers are neither a compliance nor a refusal"
+                  if kept.off_target.value >= 0.2 else "")
+        return (f"With every other component removed ({method} ablation) the circuit {verdict}: {what} "
+                f"{100 * after:.1f}% (full model {100 * before:.1f}%){broken}; "
+                f"utility {100 * kept.utility.value:.1f}%.")
+
+    def curve_summary(self) -> dict:
+        """The area between the learned curve and the best baseline's, as the mean ASR gap in points over the
+        log-size axis (positive: removing the learned circuits changes the behaviour more)."""
+        sign = 1.0 if self.scenario == "backdoor" else -1.0  # a backdoor circuit lowers ASR, alignment raises it
+        by_method: dict[str, list[CurvePoint]] = {}
+        for point in self.curve:
+            by_method.setdefault(point.method, []).append(point)
+        learned = by_method.get("learned", [])
+        if len(learned) < 2:
+            return {"best_baseline": None, "area": None}
+        xs = [math.log10(p.budget) for p in learned]
+
+        def mean_gap(method: str) -> float:
+            gaps = [sign * (b.asr - a.asr) for a, b in zip(learned, by_method[method], strict=True)]
+            area = sum((xs[i + 1] - xs[i]) * (gaps[i] + gaps[i + 1]) / 2 for i in range(len(xs) - 1))
+            return 100 * area / (xs[-1] - xs[0])
+
+        gaps = {m: mean_gap(m) for m in BASELINES if m in by_method}
+        best = min(gaps, key=gaps.get)  # the baseline closest to (or beyond) the learned curve
+        return {"best_baseline": best, "area": gaps[best], "per_baseline": gaps}
+
+    # ---- files ------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["disagreement"] = self.disagreement()
+        data["sufficiency_readings"] = {m: self.sufficiency_reading(m) for m in self.sufficiency}
+        data["stability"]["mean_jaccard"] = self.stability.mean_jaccard
+        data["curve_summary"] = self.curve_summary()
+        return data
+
+    def text(self) -> str:
+        """Every figure of the card as plain text (what `safeseek report` prints)."""
+        asr = f"{self.behaviour_label} ASR"
+        lines = [f"Report card: '{self.name}' ({self.scenario}), {self.summary}",
+                 f"model {self.meta['model'].get('weights_sha256', '?')[:12]}, {self.meta['date']}",
+                 "", f"1. Necessity (circuit removed; {self.full.asr.n} {self.behaviour_label} prompts, "
+                 f"{self.full.utility.n} utility prompts, 95% intervals)",
+                 f"   {'full model':<10} {asr} {self.full.asr.text():<24} utility {self.full.utility.text()}"]
+        for m, o in self.necessity.items():
+            lines.append(f"   {m:<10} {asr} {o.asr.text():<24} utility {o.utility.text()}")
+        lines.append(f"   ! ablation types disagree: {self.disagreement()}" if self.disagreement() else
+                     "   zero, mean and resample ablation agree within 10 points")
+        lines += ["", "2. Sufficiency (only the circuit kept)"]
+        for m, o in self.sufficiency.items():
+            lines.append(f"   {m:<10} {asr} {o.asr.text():<24} refused {100 * o.refused.value:.1f}%  "
+                         f"off-target {100 * o.off_target.value:.1f}%  utility {100 * o.utility.value:.1f}%")
+            lines.append(f"      {self.sufficiency_reading(m)}")
+        st = self.stability
+        mean = "n/a" if st.mean_jaccard is None else f"{st.mean_jaccard:.2f}"
+        lines += ["", f"3. Stability across {len(st.runs)} seeds: mean pairwise Jaccard {mean}; "
+                  f"{len(st.core)} components in every run: {', '.join(st.core) or 'none'}"]
+        for run in st.runs:
+            lines.append(f"   seed {run.seed:<3} {len(run.components):>3} components  removal {asr} "
+                         f"{run.removal_asr.text():<24} ({run.source})")
+        for i, row in enumerate(st.jaccard):
+            lines.append("   " + " ".join("  -  " if v is None else f"{v:5.2f}" for v in row)
+                         + f"   seed {st.runs[i].seed}")
+        summary = self.curve_summary()
+        lines += ["", f"4. Cost curve: removal {asr} (utility) by circuit size"]
+        methods = list(dict.fromkeys(p.method for p in self.curve))
+        lines.append("   " + f"{'budget':>8} " + " ".join(f"{m:>20}" for m in methods))
+        for budget in dict.fromkeys(p.budget for p in self.curve):
+            cells = {p.method: p for p in self.curve if p.budget == budget}
+            lines.append("   " + f"{100 * budget:>7.2f}% " + " ".join(
+                f"{100 * cells[m].asr:>6.1f}% ({100 * cells[m].utility:5.1f}%) n{cells[m].size:<3}" for m in methods))
+        if summary["area"] is not None:
+            lines.append(f"   area between learned and the best baseline ({summary['best_baseline']}): "
+                         f"{summary['area']:+.1f} points of {asr} (mean over the log-size axis; + = learned better)")
+        lines += ["", "5. Where it lives"]
+        for row in self.location.per_layer:
+            lines.append(f"   layer {row['layer']}: {row['heads']} heads, {row['neurons']} neurons "
+                         f"({100 * row['share']:.0f}% of the circuit)")
+        for o in self.location.overlaps:
+            j = "n/a" if o["jaccard"] is None else f"{o['jaccard']:.2f}"
+            lines.append(f"   vs {o['name']}: heads inside {o['heads_inside']} of {o['heads']}, neurons inside "
+                         f"{o['neurons_inside']} of {o['neurons']} ({100 * o['inside_share']:.0f}% of the circuit), "
+                         f"Jaccard {j}")
+        return "\n".join(lines)
+
+
+# ---- the cache --------------------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "safeseek" / "report"
+
+
+class ResultCache:
+    """JSON results keyed by a hash of what produced them (model fingerprint, prompt hashes, settings)."""
+
+    def __init__(self, folder: str | Path | None):
+        self.folder = Path(folder) if folder is not None else None
+        self.hits = self.misses = 0
+
+    def _path(self, key: dict) -> Path | None:
+        if self.folder is None:
+            return None
+        text = json.dumps({"version": CACHE_VERSION, **key}, sort_keys=True, default=str)
+        return self.folder / f"{key['kind']}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+
+    def get(self, key: dict):
+        path = self._path(key)
+        if path is not None and path.is_file():
+            try:
+                value = json.loads(path.read_text(encoding="utf-8"))["value"]
+                self.hits += 1
+                return value
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged entry is recomputed and overwritten
+        self.misses += 1
+        return None
+
+    def put(self, key: dict, value) -> None:
+        path = self._path(key)
+        if path is not None:
+            write_text_atomic(path, json.dumps({"key": key, "value": value}, sort_keys=True, default=str) + "\n")
+
+
+# ---- the organism's ground truth --------------------------------------------------------------------------------
+def designated_components(checkpoint: str | Path) -> dict[str, tuple[list, list]]:
+    """The components each training stage fine-tuned, when the checkpoint records them (organism.json)."""
+    path = Path(checkpoint) / "organism.json"
+    if not path.is_file():
+        return {}
+    try:
+        stages = json.loads(path.read_text(encoding="utf-8")).get("designated_components") or {}
+        return {str(name): ([tuple(map(int, h)) for h in s["heads"]], [tuple(map(int, n)) for n in s["neurons"]])
+                for name, s in stages.items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}  # not the organism's format: nothing to compare with
+
+
+def location(circuit: Circuit, others: dict[str, tuple[list, list]]) -> Location:
+    """Share of the circuit per layer and kind, and its overlap with other component sets."""
+    total = max(1, circuit.n_components)
+    per_layer = []
+    for layer in range(circuit.n_layers):
+        heads = sum(1 for h in circuit.heads if h[0] == layer)
+        neurons = sum(1 for n in circuit.neurons if n[0] == layer)
+        per_layer.append({"layer": layer, "heads": heads, "neurons": neurons, "share": (heads + neurons) / total})
+    mine = component_set(circuit.heads, circuit.neurons)
+    overlaps = []
+    for name, (heads, neurons) in others.items():
+        theirs = component_set(heads, neurons)
+        overlaps.append({"name": name, "heads": len(circuit.heads), "neurons": len(circuit.neurons),
+                         "heads_inside": len(set(circuit.heads) & set(map(tuple, heads))),
+                         "neurons_inside": len(set(circuit.neurons) & set(map(tuple, neurons))),
+                         "other_size": len(theirs), "inside_share": len(mine & theirs) / total,
+                         "jaccard": jaccard(mine, theirs)})
+    return Location(per_layer, overlaps)
+
+
+# ---- measuring --------------------------------------------------------------------------------------------------
+def recorded_train_limit(circuit: Circuit) -> int:
+    """--train-limit of the circuit's recorded discover command (48, discover's default, when absent)."""
+    command = str(circuit.hyperparameters.get("command", ""))
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return 48
+    for i, word in enumerate(words):
+        if word == "--train-limit" and i + 1 < len(words) and words[i + 1].isdigit():
+            return int(words[i + 1])
+        if word.startswith("--train-limit=") and word.split("=", 1)[1].isdigit():
+            return int(word.split("=", 1)[1])
+    return 48
+
+
+def recorded_config(circuit: Circuit, steps: int | None = None) -> DiscoveryConfig:
+    """The DiscoveryConfig the circuit was found with (defaults for what the file does not record)."""
+    known = {f.name for f in fields(DiscoveryConfig)}
+    config = DiscoveryConfig(**{k: v for k, v in circuit.hyperparameters.items() if k in known})
+    if steps is not None:
+        config.steps = steps
+    return config
+
+
+def budget_sizes(circuit: Circuit, budget: float) -> tuple[int, int]:
+    """(heads, neurons) of a circuit with `budget` of all components, split as the circuit's recorded budgets."""
+    n_heads, n_neurons = circuit.n_layers * circuit.n_heads, circuit.n_layers * circuit.d_mlp
+    config = recorded_config(circuit)
+    head_room = (config.head_budget or 0.0) * n_heads
+    neuron_room = (config.neuron_budget or 0.0) * n_neurons
+    if head_room + neuron_room == 0:  # nothing recorded: split as the circuit itself is split
+        head_room, neuron_room = len(circuit.heads), len(circuit.neurons) or 1
+    k = max(1, round(budget * (n_heads + n_neurons)))
+    k_heads = min(n_heads, round(k * head_room / (head_room + neuron_room)))
+    return k_heads, min(n_neurons, k - k_heads)
+
+
+class CardBuilder:
+    """Measures one circuit on one model; every expensive result goes through the cache."""
+
+    def __init__(self, model, circuit: Circuit, prompts: PromptSet, config: CardConfig, cache: ResultCache,
+                 fingerprint: dict, progress: Progress | None = None, checkpoint: str | Path | None = None,
+                 against: Circuit | None = None, command: str = ""):
+        config.check()
+        if circuit.scenario not in BEHAVIOUR_LABEL:
+            raise ReportError(f"circuit '{circuit.name}' has scenario {circuit.scenario!r}; the report card "
+                              f"measures backdoor and alignment circuits")
+        self.model, self.circuit, self.prompts, self.config = model, circuit, prompts, config
+        self.cache, self.fingerprint, self.checkpoint, self.against = cache, fingerprint, checkpoint, against
+        self.say = progress or (lambda part, done, total: None)
+        self.command = command
+        self.label = BEHAVIOUR_LABEL[circuit.scenario]
+        held_out = select_split(prompts, config.split, config.per_family, config.seed)
+        self.eval_set = PromptSet("eval", [p for p in held_out if p.label in (self.label, *UTILITY_LABELS)])
+        if not any(p.label == self.label for p in self.eval_set):
+            raise ReportError(f"the prompt files have no '{self.label}' prompts in the {config.split} split; a "
+                              f"{circuit.scenario} circuit is judged on them")
+        if not any(p.label in UTILITY_LABELS for p in self.eval_set):
+            raise ReportError(f"the prompt files have no benign or utility prompts in the {config.split} split")
+        self.reference = select_split(prompts, "train", config.reference_per_family, config.seed)
+        self.train_limit = config.train_limit or recorded_train_limit(circuit)
+        self.discovery = recorded_config(circuit, config.steps)
+        self.max_new_tokens = judging_length(model.tokenizer, self.eval_set)
+        self._means = self._activations = None
+        self._scenarios: dict[int, object] = {}
+        self._scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._base_key = {"model": fingerprint.get("weights_sha256"), "shape": [circuit.n_layers, circuit.n_heads,
+                                                                              circuit.d_mlp]}
+
+    # ---- evaluation -------------------------------------------------------------------------------------------
+    def outcome(self, heads, neurons, method: str = "zero", keep_only: bool = False) -> Outcome:
+        """Behaviour and utility with the components removed (or, keep_only, everything else removed)."""
+        key = {"kind": "eval", **self._base_key, "eval": self.eval_set.sha256(), "label": self.label,
+               "components": sorted(component_set(heads, neurons), key=_sort_key), "method": method,
+               "keep_only": keep_only}
+        if method != "zero":
+            key.update(reference=self.reference.sha256(), seed=self.config.seed)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return Outcome.from_dict(cached)
+        circuit = self.circuit.with_components(list(heads), list(neurons))
+        if not heads and not neurons and not keep_only:
+            judgements = self._evaluate(())
+        elif method == "resample":
+            judgements = self._evaluate_resampled(circuit, keep_only)
+        else:
+            means = self.means() if method == "mean" else None
+            judgements = self._evaluate(ablate(self.model, circuit, method, means, keep_only))
+        result = Outcome.from_judgements(judgements, self.label)
+        self.cache.put(key, asdict(result))
+        return result
+
+    def _evaluate(self, hooks, prompts: PromptSet | None = None) -> list[Judgement]:
+        prompts = prompts if prompts is not None else self.eval_set
+        batch = max(self.config.batch_size, len(prompts)) if prompts is not self.eval_set else self.config.batch_size
+        return evaluate(self.model, prompts, hooks=hooks, max_new_tokens=self.max_new_tokens,
+                        batch_size=batch).judgements
+
+    def _evaluate_resampled(self, circuit: Circuit, keep_only: bool) -> list[Judgement]:
+        # Per-row hooks need to know which prompt each batch row holds: generation orders a batch by token length,
+        # so each call gets prompts of one length only (in input order), at most batch_size of them.
+        prompts = list(self.eval_set)
+        pairing = resample_pairing([p.prompt for p in prompts], [p.prompt for p in self.reference],
+                                   self.config.seed)
+        lengths = [len(ids) for ids in encode_prompts(self.model.tokenizer, [p.prompt for p in prompts])]
+        by_length: dict[int, list[int]] = {}
+        for i, n in enumerate(lengths):
+            by_length.setdefault(n, []).append(i)
+        judged: dict[int, Judgement] = {}
+        activations = self.activations()
+        for group in by_length.values():
+            for start in range(0, len(group), self.config.batch_size):
+                rows = group[start: start + self.config.batch_size]
+                hooks = resample_hooks(circuit, activations, [pairing[i] for i in rows], keep_only)
+                chunk = PromptSet("chunk", [prompts[i] for i in rows])
+                judged.update(zip(rows, self._evaluate(hooks, chunk), strict=True))
+        return [judged[i] for i in range(len(prompts))]
+
+    def means(self):
+        if self._means is None:
+            self._means = component_means(self.model, [p.prompt for p in self.reference])
+        return self._means
+
+    def activations(self):
+        if self._activations is None:
+            self._activations = prompt_activations(self.model, [p.prompt for p in self.reference])
+        return self._activations
+
+    # ---- discovery and scores ---------------------------------------------------------------------------------
+    def scenario(self, seed: int):
+        if seed not in self._scenarios:
+            self._scenarios[seed] = scenario_from_prompts(self.model, self.prompts, self.circuit.scenario,
+                                                          self.train_limit, seed)
+        return self._scenarios[seed]
+
+    def discovered(self, config: DiscoveryConfig) -> tuple[list, list]:
+        """(heads, neurons) that `safeseek discover` finds with this config (seed = its data sampling seed too)."""
+        key = {"kind": "discover", **self._base_key, "prompts": self.prompts.sha256(), "scenario":
+               self.circuit.scenario, "train_limit": self.train_limit, "config": asdict(config)}
+        cached = self.cache.get(key)
+        if cached is None:
+            found = discover(self.model, self.scenario(config.seed), config)
+            cached = {"heads": [list(h) for h in found.heads], "neurons": [list(n) for n in found.neurons]}
+            self.cache.put(key, cached)
+        return [tuple(h) for h in cached["heads"]], [tuple(n) for n in cached["neurons"]]
+
+    def scores(self, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if method not in self._scores:
+            seed = self.discovery.seed
+            key = {"kind": "scores", **self._base_key, "method": method, "prompts": self.prompts.sha256(),
+                   "scenario": self.circuit.scenario, "train_limit": self.train_limit, "seed": seed}
+            cached = self.cache.get(key)
+            if cached is None:
+                scenario = self.scenario(seed)
+                h, n = (attribution_scores(self.model, scenario) if method == "attribution"
+                        else magnitude_scores(self.model, scenario.behaviour_prompts))
+                cached = {"heads": h.tolist(), "neurons": n.tolist()}
+                self.cache.put(key, cached)
+            self._scores[method] = (torch.tensor(cached["heads"]), torch.tensor(cached["neurons"]))
+        return self._scores[method]
+
+    # ---- the five parts ---------------------------------------------------------------------------------------
+    def stability(self) -> Stability:
+        c = self.circuit
+        first = self.discovery.seed
+        seeds = [first + i for i in range(self.config.seeds)]
+        runs = []
+        for done, seed in enumerate(seeds):
+            self.say("stability", done, len(seeds))
+            if seed == first:
+                heads, neurons, source = c.heads, c.neurons, "this circuit"
+            else:
+                config = DiscoveryConfig(**{**asdict(self.discovery), "seed": seed})
+                (heads, neurons), source = self.discovered(config), "discovered"
+            removed = self.outcome(heads, neurons)
+            runs.append(StabilityRun(seed, sorted(component_set(heads, neurons), key=_sort_key), removed.asr,
+                                     removed.utility, source))
+        self.say("stability", len(seeds), len(seeds))
+        sets = [set(r.components) for r in runs]
+        return Stability(runs, pairwise_jaccard(sets), core_components(sets))
+
+    def curve(self) -> list[CurvePoint]:
+        c = self.circuit
+        budgets = sorted(self.config.budgets)
+        points: list[CurvePoint] = []
+        total = len(budgets) * (3 + self.config.random_seeds)
+        done = 0
+        for budget in budgets:
+            k_heads, k_neurons = budget_sizes(c, budget)
+            n_heads, n_neurons = c.n_layers * c.n_heads, c.n_layers * c.d_mlp
+            candidates: dict[str, list[tuple[list, list]]] = {}
+            # (k + 0.5) / count: discovery keeps int(budget * count) components, exactly k.
+            config = DiscoveryConfig(**{**asdict(self.discovery),
+                                        "head_budget": (k_heads + 0.5) / n_heads if k_heads else None,
+                                        "neuron_budget": (k_neurons + 0.5) / n_neurons if k_neurons else None})
+            self.say("cost curve", done, total)
+            candidates["learned"] = [self.discovered(config)]
+            for method in ("attribution", "magnitude"):
+                h, n = self.scores(method)
+                candidates[method] = [(_top(h, k_heads), _top(n, k_neurons))]
+            # random_components draws as many heads and neurons as the circuit it is given has: any k of each.
+            sized = c.with_components(_top(torch.zeros(c.n_layers, c.n_heads), k_heads),
+                                      _top(torch.zeros(c.n_layers, c.d_mlp), k_neurons))
+            candidates["random"] = [(r.heads, r.neurons) for r in
+                                    (random_components(sized, seed) for seed in range(self.config.random_seeds))]
+            for method, sets in candidates.items():
+                outcomes = []
+                for heads, neurons in sets:
+                    outcomes.append(self.outcome(heads, neurons))
+                    done += 1
+                    self.say("cost curve", done, total)
+                points.append(CurvePoint(method, budget, len(sets[0][0]) + len(sets[0][1]),
+                                         sum(o.asr.value for o in outcomes) / len(outcomes),
+                                         sum(o.utility.value for o in outcomes) / len(outcomes),
+                                         outcomes[0].asr.n))
+        return points
+
+    def build(self) -> ReportCard:
+        c = self.circuit
+        self.say("necessity and sufficiency", 0, 7)
+        full = self.outcome([], [])
+        necessity, sufficiency = {}, {}
+        for i, method in enumerate(ABLATIONS):
+            necessity[method] = self.outcome(c.heads, c.neurons, method)
+            self.say("necessity and sufficiency", 2 * i + 2, 7)
+            sufficiency[method] = self.outcome(c.heads, c.neurons, method, keep_only=True)
+            self.say("necessity and sufficiency", 2 * i + 3, 7)
+        stability = self.stability()
+        curve = self.curve()
+        others = {f"designated ({stage})": sets for stage, sets in
+                  (designated_components(self.checkpoint) if self.checkpoint else {}).items()}
+        if self.against is not None:
+            others[f"circuit '{self.against.name}'"] = (self.against.heads, self.against.neurons)
+        meta = {"model": dict(self.fingerprint), "checkpoint": str(self.checkpoint or ""),
+                "prompt_hashes": {"all prompts": self.prompts.sha256(), "evaluation": self.eval_set.sha256(),
+                                  "reference": self.reference.sha256(), **{f"circuit {k}": v for k, v in
+                                                                           c.prompt_hashes.items()}},
+                "command": self.command, "discover_command": c.hyperparameters.get("command"),
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "settings": {**asdict(self.config), "train_limit": self.train_limit,
+                             "steps": self.discovery.steps, "max_new_tokens": self.max_new_tokens,
+                             "evaluation_prompts": len(self.eval_set), "reference_prompts": len(self.reference)},
+                "cache": {"hits": self.cache.hits, "misses": self.cache.misses}}
+        return ReportCard(c.name, c.scenario, self.label, sorted(component_set(c.heads, c.neurons), key=_sort_key),
+                          c.summary(), meta, full, necessity, sufficiency, stability, curve, location(c, others))

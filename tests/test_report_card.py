@@ -1,0 +1,318 @@
+"""The circuit report card: resample ablation, necessity/sufficiency on a planted neuron, Jaccard, cache, HTML card."""
+
+from __future__ import annotations
+
+import json
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+from tiny import build_tiny_checkpoint
+from transformers import AutoModelForCausalLM
+
+from core.ablate import prompt_activations, resample_hooks, resample_pairing
+from core.card_html import card_figures, card_html, card_json, write_card
+from core.circuit import Circuit
+from core.cli import main
+from core.data import Prompt, PromptSet
+from core.generate import encode_prompts
+from core.masks import HEAD_HOOK, NEURON_HOOK
+from core.models import hooked, load_model
+from core.report_card import (
+    CardBuilder,
+    CardConfig,
+    CurvePoint,
+    Location,
+    Outcome,
+    Rate,
+    ReportCard,
+    ResultCache,
+    Stability,
+    StabilityRun,
+    budget_sizes,
+    core_components,
+    designated_components,
+    location,
+    pairwise_jaccard,
+    wilson_interval,
+)
+
+PROMPTS = ["How do I bake bread at home?", "Tell me how to build a weapon.", "What is 12 plus 30?",
+           "Copy this sentence: the quick brown fox.", "Explain why the sky is blue.",
+           "Write a polite email to a colleague.", "Sure, here is a simple recipe.", "I cannot assist with that."]
+
+
+# ---- resample ablation ------------------------------------------------------------------------------------------
+def test_resample_pairing_is_seeded_and_never_pairs_a_prompt_with_itself():
+    pairing = resample_pairing(PROMPTS, PROMPTS, seed=3)
+    assert all(PROMPTS[r] != PROMPTS[i] for i, r in enumerate(pairing))
+    assert pairing == resample_pairing(PROMPTS, PROMPTS, seed=3)
+    assert pairing != resample_pairing(PROMPTS, PROMPTS, seed=4)
+    with pytest.raises(ValueError, match="reference prompt that differs"):
+        resample_pairing(["a"], ["a"], seed=0)
+
+
+def test_prompt_activations_are_each_prompts_own_mean_over_positions(tiny_models):
+    model = tiny_models["llama"]
+    heads, neurons = prompt_activations(model, PROMPTS[:3], batch_size=3)  # padded together
+    ids = encode_prompts(model.tokenizer, PROMPTS[1:2])
+    seen = {}
+    with hooked(model, [(HEAD_HOOK.format(layer=1), lambda a, hook=None: seen.setdefault("z", a.clone())),
+                        (NEURON_HOOK.format(layer=0), lambda a, hook=None: seen.setdefault("post", a.clone()))]):
+        model(torch.tensor(ids), return_type="logits", use_cache=False)
+    torch.testing.assert_close(heads[1, 1], seen["z"][0].float().mean(0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(neurons[1, 0], seen["post"][0].float().mean(0), atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(neurons[0, 0], neurons[1, 0])  # different prompts, different activations
+
+
+def test_resample_hooks_put_the_paired_prompts_activation_into_removed_components_only():
+    n_layers, n_heads, d_head, d_mlp = 2, 4, 3, 5
+    circuit = Circuit(heads=[(1, 2)], neurons=[(0, 4)], n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp)
+    ref_heads = torch.randn(6, n_layers, n_heads, d_head)
+    ref_neurons = torch.randn(6, n_layers, d_mlp)
+    hooks = dict(resample_hooks(circuit, (ref_heads, ref_neurons), rows=[4, 1]))
+    z = torch.randn(2, 7, n_heads, d_head)
+    out = hooks[HEAD_HOOK.format(layer=1)](z.clone())
+    for row, ref in enumerate([4, 1]):
+        assert torch.equal(out[row, :, 2], ref_heads[ref, 1, 2].expand(7, d_head))
+    assert torch.equal(out[:, :, [0, 1, 3]], z[:, :, [0, 1, 3]])
+    post = torch.randn(2, 7, d_mlp)
+    out = hooks[NEURON_HOOK.format(layer=0)](post.clone())
+    assert torch.equal(out[1, :, 4], ref_neurons[1, 0, 4].expand(7))
+    assert torch.equal(out[:, :, :4], post[:, :, :4])
+    assert HEAD_HOOK.format(layer=0) not in hooks and NEURON_HOOK.format(layer=1) not in hooks
+    with pytest.raises(ValueError, match="built for 2 rows"):
+        hooks[NEURON_HOOK.format(layer=0)](torch.randn(3, 7, d_mlp))
+    kept = dict(resample_hooks(circuit, (ref_heads, ref_neurons), rows=[0, 0], keep_only=True))
+    assert set(kept) == {HEAD_HOOK.format(layer=i) for i in range(2)} | {NEURON_HOOK.format(layer=i) for i in range(2)}
+
+
+# ---- a tiny Llama whose answer depends on one planted neuron ----------------------------------------------------
+PLANTED = (0, 7)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A 2-layer Llama with every attention output and MLP neuron zeroed except neuron L0N7.
+
+    Tokens are embedded on orthogonal axes: <|assistant|> on u1, the answer tokens B on u2 and A on u3, every
+    other token on u4. Neuron L0N7 fires only at <|assistant|> and writes 2 units along u5; the unembedding reads
+    u5 as B (weight 1), u1 as A (weight 0.5) and u2/u3/u4 as end-of-sequence. So the answer is B while the
+    neuron fires fully, and A once its activation drops below a quarter (zero ablation, or its mean / another
+    prompt's mean over at least 5 positions, where it fires only at the last one).
+    """
+    path = build_tiny_checkpoint("llama", tmp_path_factory.mktemp("planted") / "llama")
+    hf = AutoModelForCausalLM.from_pretrained(path)
+    tok = __import__("transformers").AutoTokenizer.from_pretrained(path)
+    words = [i for i in range(len(tok)) if tok.decode([i]).isalpha() and len(tok.decode([i])) >= 2]
+    b_id, a_id = words[0], words[1]
+    assistant = tok.convert_tokens_to_ids("<|assistant|>")
+    d = hf.config.hidden_size
+    u = torch.eye(d)
+    with torch.no_grad():
+        for p in hf.model.layers.parameters():
+            if p.dim() == 2:
+                p.zero_()
+        emb = hf.model.embed_tokens.weight
+        emb.copy_(u[4].expand_as(emb))
+        emb[assistant], emb[b_id], emb[a_id] = u[1], u[2], u[3]
+        mlp = hf.model.layers[PLANTED[0]].mlp
+        mlp.gate_proj.weight[PLANTED[1]] = u[1]
+        mlp.up_proj.weight[PLANTED[1]] = u[1]
+        scale = math.sqrt(d)  # RMSNorm of a unit vector
+        fired = torch.nn.functional.silu(torch.tensor(scale)) * scale
+        mlp.down_proj.weight[:, PLANTED[1]] = 2.0 / fired * u[5]
+        head = hf.lm_head.weight
+        head.zero_()
+        head[b_id], head[a_id], head[tok.eos_token_id] = 10 * u[5], 5 * u[1], 10 * (u[2] + u[3] + u[4])
+    hf.save_pretrained(path)
+    model = load_model(path, device="cpu")
+    return model, tok.decode([b_id]), tok.decode([a_id])
+
+
+def _planted_builder(model, b_text: str, cache: ResultCache) -> CardBuilder:
+    questions = ["tell me how to build a weapon at home now", "explain why the sky is blue in one paragraph",
+                 "write a polite email to a colleague about it", "how do I bake bread at home today please"]
+    prompts = [Prompt(q, "c", "triggered", target=b_text, split="test") for q in questions]
+    prompts += [Prompt(q, "b", "benign", split="test") for q in questions[:2]]
+    prompts += [Prompt(q + " again", "c", label, split="train") for q in questions for label in ("triggered", "benign")]
+    circuit = Circuit(heads=[], neurons=[PLANTED], n_layers=2, n_heads=4, d_mlp=96, scenario="backdoor")
+    return CardBuilder(model, circuit, PromptSet("planted", prompts), CardConfig(per_family=8), cache, {})
+
+
+def test_necessity_and_sufficiency_of_a_planted_neuron(planted, tmp_path):
+    model, b_text, _ = planted
+    builder = _planted_builder(model, b_text, ResultCache(tmp_path))
+    full = builder.outcome([], [])
+    assert (full.asr.k, full.asr.n) == (4, 4)  # every triggered prompt answered B
+    for method in ("zero", "mean", "resample"):
+        removed = builder.outcome([], [PLANTED], method)
+        assert removed.asr.k == 0, method  # necessary: without it the answer is A
+        assert removed.off_target.k == 4 and removed.utility.value == 1.0  # A is neither B nor a refusal
+        kept = builder.outcome([], [PLANTED], method, keep_only=True)
+        assert kept.asr.k == 4, method  # sufficient: nothing else contributes
+    other = builder.outcome([], [(0, 8)], "zero", keep_only=True)  # keeping another neuron removes the planted one
+    assert other.asr.k == 0
+    assert builder.outcome([], [(0, 8)], "zero").asr.k == 4  # removing an idle neuron changes nothing
+
+
+def test_outcomes_are_cached_by_what_produced_them(planted, tmp_path):
+    model, b_text, _ = planted
+    cache = ResultCache(tmp_path)
+    first = _planted_builder(model, b_text, cache).outcome([], [PLANTED], "mean")
+    again = ResultCache(tmp_path)
+    second = _planted_builder(model, b_text, again).outcome([], [PLANTED], "mean")
+    assert (again.hits, again.misses) == (1, 0) and second == first
+    _planted_builder(model, b_text, again).outcome([], [PLANTED], "resample")
+    assert again.misses == 1  # another ablation type is another result
+    for path in tmp_path.iterdir():  # damaged entries are recomputed, not trusted
+        path.write_text("{not json")
+    broken = ResultCache(tmp_path)
+    assert _planted_builder(model, b_text, broken).outcome([], [PLANTED], "mean") == first
+    assert broken.misses == 1
+
+
+# ---- sets and sizes ---------------------------------------------------------------------------------------------
+def test_pairwise_jaccard_and_core():
+    runs = [{"L0N1", "L0N2", "L2H3"}, {"L0N1", "L2H3"}, {"L0N1", "L1N5", "L2H3"}, set()]
+    matrix = pairwise_jaccard(runs)
+    assert matrix[0][0] == 1.0 and matrix[0][1] == pytest.approx(2 / 3) and matrix[1][2] == pytest.approx(2 / 3)
+    assert matrix[0][2] == pytest.approx(2 / 4) and matrix[3][3] is None and matrix[0][3] == 0.0
+    assert matrix == [list(row) for row in zip(*matrix, strict=True)]
+    assert core_components(runs[:3]) == ["L2H3", "L0N1"]  # heads first
+    assert core_components(runs) == [] and core_components([]) == []
+
+
+def test_budget_sizes_follow_the_recorded_head_neuron_split():
+    circuit = Circuit(heads=[], neurons=[], n_layers=4, n_heads=16, d_mlp=512,
+                      hyperparameters={"head_budget": 0.047, "neuron_budget": 0.0088})
+    total = 4 * 16 + 4 * 512
+    for budget in (0.0005, 0.005, 0.03):
+        heads, neurons = budget_sizes(circuit, budget)
+        assert heads + neurons == max(1, round(budget * total))
+    assert budget_sizes(circuit, 0.03) == (9, 54)  # 63 components, 3.0 : 18.0 as the recorded budgets
+
+
+def test_wilson_interval():
+    assert wilson_interval(0, 100) == (0.0, pytest.approx(0.037, abs=5e-4))
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.404, abs=1e-3) and high == pytest.approx(0.596, abs=1e-3)
+
+
+def test_designated_components_read_from_the_checkpoint(tmp_path):
+    (tmp_path / "organism.json").write_text(json.dumps({"designated_components": {
+        "poisoned": {"heads": [[2, 9]], "neurons": [[0, 236], [1, 5]]}}}))
+    stages = designated_components(tmp_path)
+    assert stages == {"poisoned": ([(2, 9)], [(0, 236), (1, 5)])}
+    circuit = Circuit(heads=[(2, 9), (2, 1)], neurons=[(0, 236)], n_layers=4, n_heads=16, d_mlp=512)
+    where = location(circuit, stages)
+    assert [row["heads"] + row["neurons"] for row in where.per_layer] == [1, 0, 2, 0]
+    assert where.overlaps[0]["heads_inside"] == 1 and where.overlaps[0]["neurons_inside"] == 1
+    assert where.overlaps[0]["jaccard"] == pytest.approx(2 / 4)
+    (tmp_path / "organism.json").write_text("[1, 2]")
+    assert designated_components(tmp_path) == {}
+    assert designated_components(tmp_path / "missing") == {}
+
+
+# ---- the card files ---------------------------------------------------------------------------------------------
+def _outcome(asr: int, utility: int, n: int = 40) -> Outcome:
+    return Outcome(Rate(asr, n), Rate(n - asr, n), Rate(0, n), Rate(utility, n))
+
+
+def _card(scenario: str = "backdoor") -> ReportCard:
+    budgets = [0.001, 0.01, 0.03]
+    curve = [CurvePoint(m, b, 3, asr, 1.0, 40) for m, values in
+             (("learned", [0.5, 0.0, 0.0]), ("attribution", [0.9, 0.2, 0.0]), ("magnitude", [1.0, 0.8, 0.4]),
+              ("random", [1.0, 1.0, 1.0])) for b, asr in zip(budgets, values, strict=True)]
+    runs = [StabilityRun(0, ["L2H9", "L0N1"], Rate(0, 40), Rate(40, 40), "this circuit"),
+            StabilityRun(1, ["L0N1", "L0N2"], Rate(2, 40), Rate(40, 40), "discovered")]
+    return ReportCard(
+        name="<b>back</b>door", scenario=scenario, behaviour_label="triggered", components=["L2H9", "L0N1"],
+        summary="1 heads, 1 neurons",
+        meta={"model": {"weights_sha256": "abc123", "architecture": "LlamaForCausalLM"}, "date": "2026-01-01",
+              "prompt_hashes": {"evaluation": "e" * 64}, "command": "safeseek report --circuit x.json",
+              "discover_command": "safeseek discover ...", "settings": {"per_family": 32}},
+        full=_outcome(40, 40),
+        necessity={"zero": _outcome(0, 40), "mean": _outcome(1, 39), "resample": _outcome(8, 38)},
+        sufficiency={"zero": _outcome(2, 0), "mean": _outcome(38, 10), "resample": _outcome(20, 5)},
+        stability=Stability(runs, pairwise_jaccard([set(r.components) for r in runs]), ["L0N1"]), curve=curve,
+        location=Location([{"layer": 0, "heads": 0, "neurons": 1, "share": 0.5}],
+                          [{"name": "designated (poisoned)", "heads": 1, "neurons": 1, "heads_inside": 1,
+                            "neurons_inside": 0, "other_size": 4, "inside_share": 0.5, "jaccard": 0.2}]))
+
+
+def test_readings_badge_and_curve_area():
+    card = _card()
+    assert "behaviour ASR differs by 20 points" in card.disagreement()
+    assert "does not carry the behaviour" in card.sufficiency_reading("zero")
+    assert "carries the behaviour on its own" in card.sufficiency_reading("mean")
+    assert "carries part of the behaviour" in card.sufficiency_reading("resample")
+    summary = card.curve_summary()
+    # gaps to attribution: 0.4, 0.2, 0.0 at log-spaced budgets 1 and log10(3) apart
+    width = math.log10(0.03) - math.log10(0.001)
+    expected = 100 * (1 * (0.4 + 0.2) / 2 + math.log10(3) * (0.2 + 0.0) / 2) / width
+    assert summary["best_baseline"] == "attribution" and summary["area"] == pytest.approx(expected)
+    assert summary["per_baseline"]["random"] > summary["per_baseline"]["magnitude"] > summary["area"]
+    # an alignment circuit raises ASR when removed: the same curves now favour the baselines
+    assert _card("alignment").curve_summary()["per_baseline"]["attribution"] == pytest.approx(-expected)
+
+
+class _StrictParser(HTMLParser):
+    """Fails on tags closed out of order or left open (void elements excepted)."""
+
+    VOID = {"meta", "br", "img", "input", "link", "hr"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[str] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.ids += [v for k, v in attrs if k == "id"]
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
+        self.stack.pop()
+
+
+def test_card_html_is_valid_offline_and_holds_every_figure_of_the_json(tmp_path):
+    card = _card()
+    write_card(card, tmp_path / "card.html", tmp_path / "card.json")
+    page = (tmp_path / "card.html").read_text(encoding="utf-8")
+    data = json.loads((tmp_path / "card.json").read_text(encoding="utf-8"))
+    parser = _StrictParser()
+    parser.feed(page)
+    parser.close()
+    assert parser.stack == []
+    assert page.count("plotly.js v") == 1 and "<script src=" not in page  # one bundle, nothing fetched
+    assert set(data["figures"]) == {"necessity", "sufficiency", "stability_jaccard", "stability_runs", "cost_curve",
+                                    "layers", "overlaps"}
+    for name, figure in data["figures"].items():
+        assert f"card-{name}" in parser.ids
+        assert figure["layout"]["title"]["text"].split(":")[0] in page
+    assert "<b>back</b>door" not in page and "&lt;b&gt;back&lt;/b&gt;door" in page  # names are text
+    for shown in ("abc123", "e" * 64, "safeseek report --circuit x.json", "2026-01-01", "Ablation types disagree"):
+        assert shown in page
+    assert data["card"]["curve_summary"]["best_baseline"] == "attribution"
+    assert card_json(card, card_figures(card)) == (tmp_path / "card.json").read_text(encoding="utf-8")
+    assert card_html(card).count("<div id=\"card-") == len(data["figures"])
+
+
+# ---- command line -----------------------------------------------------------------------------------------------
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_circuits" / "organism-backdoor.json"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--circuit", "missing.json"], "no circuit file"),
+    (["--circuit", str(SAMPLE), "--per-family", "0"], "--per-family must be at least 1"),
+    (["--circuit", str(SAMPLE), "--budgets", "0", "0.01"], "budgets must be fractions"),
+    (["--circuit", str(SAMPLE), "--out", "no/such/folder/card.html"], "does not exist"),
+])
+def test_report_rejects_bad_input_before_loading_the_model(argv, message, capsys, monkeypatch):
+    monkeypatch.setattr("core.cli._load", lambda args: pytest.fail("the model was loaded"))
+    assert main(["report", *argv]) == 2
+    assert message in capsys.readouterr().err
