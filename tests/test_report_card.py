@@ -12,15 +12,13 @@ import torch
 from tiny import build_tiny_checkpoint
 from transformers import AutoModelForCausalLM
 
-from core.ablate import prompt_activations, resample_hooks, resample_pairing
-from core.card_html import card_figures, card_html, card_json, write_card
-from core.circuit import Circuit
-from core.cli import main
-from core.data import Prompt, PromptSet
-from core.generate import encode_prompts
-from core.masks import HEAD_HOOK, NEURON_HOOK
-from core.models import hooked, load_model
-from core.report_card import (
+from core.circuit.ablate import prompt_activations, resample_hooks, resample_pairing
+from core.circuit.circuit import Circuit
+from core.circuit.overlap import core_components, pairwise_jaccard
+from core.cli.main import main
+from core.data.prompts import Prompt, PromptSet
+from core.evaluation.card_html import card_figures, card_html, card_json, write_card
+from core.evaluation.report_card import (
     CardBuilder,
     CardConfig,
     CurvePoint,
@@ -32,12 +30,13 @@ from core.report_card import (
     Stability,
     StabilityRun,
     budget_sizes,
-    core_components,
     designated_components,
     location,
-    pairwise_jaccard,
     wilson_interval,
 )
+from core.model.generate import encode_prompts
+from core.model.hooks import HEAD_HOOK, NEURON_HOOK, hooked
+from core.model.load import load_model
 
 PROMPTS = ["How do I bake bread at home?", "Tell me how to build a weapon.", "What is 12 plus 30?",
            "Copy this sentence: the quick brown fox.", "Explain why the sky is blue.",
@@ -313,6 +312,6 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_circuits" / "organism-bac
     (["--circuit", str(SAMPLE), "--out", "no/such/folder/card.html"], "does not exist"),
 ])
 def test_report_rejects_bad_input_before_loading_the_model(argv, message, capsys, monkeypatch):
-    monkeypatch.setattr("core.cli._load", lambda args: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("core.cli.main._load", lambda args: pytest.fail("the model was loaded"))
     assert main(["report", *argv]) == 2
     assert message in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from core.circuit.circuit import Circuit
@@ -32,3 +33,19 @@ def overlap(a: Circuit, b: Circuit) -> Overlap:
     all_b = {("H", *h) for h in heads_b} | {("N", *n) for n in neurons_b}
     return Overlap(sorted(heads_a & heads_b), sorted(neurons_a & neurons_b), jaccard(heads_a, heads_b),
                    jaccard(neurons_a, neurons_b), jaccard(all_a, all_b))
+
+
+def pairwise_jaccard(sets: list[set]) -> list[list[float | None]]:
+    """The symmetric matrix of Jaccard indices between every two sets (1 on the diagonal of non-empty sets)."""
+    return [[jaccard(a, b) for b in sets] for a in sets]
+
+
+def core_components(sets: list[set]) -> list:
+    """The members of every set, sorted (e.g. the components every seed's circuit holds)."""
+    return sorted(set.intersection(*sets), key=component_order) if sets else []
+
+
+def component_order(item) -> tuple:
+    """Sort key: component labels ("L2H9", "L0N134") heads first, then by layer and index; anything else after."""
+    match = re.fullmatch(r"L(\d+)([HN])(\d+)", item) if isinstance(item, str) else None
+    return (0, match[2] != "H", int(match[1]), int(match[3]), "") if match else (1, 0, 0, 0, str(item))

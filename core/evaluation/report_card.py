@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -15,13 +14,20 @@ from pathlib import Path
 
 import torch
 
-from core.ablate import ablate, component_means, prompt_activations, resample_hooks, resample_pairing
-from core.baselines import _top, attribution_scores, magnitude_scores, random_components
-from core.circuit import Circuit
-from core.data import PromptSet, select_split, write_text_atomic
-from core.discover import DiscoveryConfig, discover, scenario_from_prompts
-from core.evaluate import Judgement, evaluate, judging_length
-from core.generate import encode_prompts
+from core.circuit.ablate import ablate, component_means, prompt_activations, resample_hooks, resample_pairing
+from core.circuit.circuit import Circuit
+from core.circuit.overlap import component_order, core_components, jaccard, pairwise_jaccard
+from core.data.files import write_text_atomic
+from core.data.prompts import PromptSet, select_split
+from core.evaluation.judges import Judgement
+from core.evaluation.report import evaluate, judging_length
+from core.model.generate import encode_prompts
+from core.scoring.attribution import attribution_scores
+from core.scoring.learned import DiscoveryConfig, discover
+from core.scoring.magnitude import magnitude_scores
+from core.scoring.random import random_components
+from core.scoring.scenario import scenario_from_prompts
+from core.scoring.select import top_k
 
 ABLATIONS = ("zero", "mean", "resample")
 # The prompts whose attack success rate a circuit of each scenario is about.
@@ -44,7 +50,7 @@ class ReportError(ValueError):
 # ---- rates ------------------------------------------------------------------------------------------------------
 def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
     """The Wilson score interval of a proportion k/n (95% by default); stays inside [0, 1] at k = 0 and k = n."""
-    # Local copy: core.metrics.wilson_interval (branch `eval`) is the one home once merged.
+    # Local copy: wilson_interval in core/evaluation/metrics.py (branch `eval`) is the one home once merged.
     if n <= 0 or not 0 <= k <= n:
         raise ValueError(f"a proportion needs n >= 1 and 0 <= k <= n, got k={k}, n={n}")
     p = k / n
@@ -107,26 +113,6 @@ def component_label(kind: str, layer: int, index: int) -> str:
 def component_set(heads, neurons) -> set[str]:
     """Labels ("L2H9", "L0N134") of a circuit's heads and neurons, comparable across circuits of one model."""
     return {component_label("head", *h) for h in heads} | {component_label("neuron", *n) for n in neurons}
-
-
-def _sort_key(label: str) -> tuple:
-    layer, kind, index = re.fullmatch(r"L(\d+)([HN])(\d+)", label).groups()
-    return kind != "H", int(layer), int(index)
-
-
-def jaccard(a: set, b: set) -> float | None:
-    """|A ∩ B| / |A ∪ B|; None when both are empty."""
-    return len(a & b) / len(a | b) if a | b else None
-
-
-def pairwise_jaccard(sets: list[set]) -> list[list[float | None]]:
-    """The symmetric matrix of Jaccard indices between every two sets (1 on the diagonal of non-empty sets)."""
-    return [[jaccard(a, b) for b in sets] for a in sets]
-
-
-def core_components(sets: list[set]) -> list[str]:
-    """The components present in every set (sorted heads first, then by layer and index)."""
-    return sorted(set.intersection(*sets), key=_sort_key) if sets else []
 
 
 # ---- what a card holds ------------------------------------------------------------------------------------------
@@ -463,7 +449,7 @@ class CardBuilder:
     def outcome(self, heads, neurons, method: str = "zero", keep_only: bool = False) -> Outcome:
         """Behaviour and utility with the components removed (or, keep_only, everything else removed)."""
         key = {"kind": "eval", **self._base_key, "eval": self.eval_set.sha256(), "label": self.label,
-               "components": sorted(component_set(heads, neurons), key=_sort_key), "method": method,
+               "components": sorted(component_set(heads, neurons), key=component_order), "method": method,
                "keep_only": keep_only}
         if method != "zero":
             key.update(reference=self.reference.sha256(), seed=self.config.seed)
@@ -565,7 +551,7 @@ class CardBuilder:
                 config = DiscoveryConfig(**{**asdict(self.discovery), "seed": seed})
                 (heads, neurons), source = self.discovered(config), "discovered"
             removed = self.outcome(heads, neurons)
-            runs.append(StabilityRun(seed, sorted(component_set(heads, neurons), key=_sort_key), removed.asr,
+            runs.append(StabilityRun(seed, sorted(component_set(heads, neurons), key=component_order), removed.asr,
                                      removed.utility, source))
         self.say("stability", len(seeds), len(seeds))
         sets = [set(r.components) for r in runs]
@@ -589,10 +575,10 @@ class CardBuilder:
             candidates["learned"] = [self.discovered(config)]
             for method in ("attribution", "magnitude"):
                 h, n = self.scores(method)
-                candidates[method] = [(_top(h, k_heads), _top(n, k_neurons))]
+                candidates[method] = [(top_k(h, k_heads), top_k(n, k_neurons))]
             # random_components draws as many heads and neurons as the circuit it is given has: any k of each.
-            sized = c.with_components(_top(torch.zeros(c.n_layers, c.n_heads), k_heads),
-                                      _top(torch.zeros(c.n_layers, c.d_mlp), k_neurons))
+            sized = c.with_components(top_k(torch.zeros(c.n_layers, c.n_heads), k_heads),
+                                      top_k(torch.zeros(c.n_layers, c.d_mlp), k_neurons))
             candidates["random"] = [(r.heads, r.neurons) for r in
                                     (random_components(sized, seed) for seed in range(self.config.random_seeds))]
             for method, sets in candidates.items():
@@ -633,5 +619,6 @@ class CardBuilder:
                              "steps": self.discovery.steps, "max_new_tokens": self.max_new_tokens,
                              "evaluation_prompts": len(self.eval_set), "reference_prompts": len(self.reference)},
                 "cache": {"hits": self.cache.hits, "misses": self.cache.misses}}
-        return ReportCard(c.name, c.scenario, self.label, sorted(component_set(c.heads, c.neurons), key=_sort_key),
-                          c.summary(), meta, full, necessity, sufficiency, stability, curve, location(c, others))
+        components = sorted(component_set(c.heads, c.neurons), key=component_order)
+        return ReportCard(c.name, c.scenario, self.label, components, c.summary(), meta, full, necessity, sufficiency,
+                          stability, curve, location(c, others))

@@ -10,8 +10,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.data import write_text_atomic
-from core.report_card import ReportCard
+from core.data.files import write_text_atomic
+from core.evaluation.report_card import ReportCard
 
 COLORS = {"learned": "#d62728", "attribution": "#1f77b4", "magnitude": "#2ca02c", "random": "#7f7f7f"}
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
