@@ -18,6 +18,7 @@ from core.circuit.overlap import core_components, pairwise_jaccard
 from core.cli.main import main
 from core.data.prompts import Prompt, PromptSet
 from core.evaluation.card_html import card_figures, card_html, card_json, write_card
+from core.evaluation.report import evaluate
 from core.evaluation.report_card import (
     CardBuilder,
     CardConfig,
@@ -86,6 +87,24 @@ def test_resample_hooks_put_the_paired_prompts_activation_into_removed_component
         hooks[NEURON_HOOK.format(layer=0)](torch.randn(3, 7, d_mlp))
     kept = dict(resample_hooks(circuit, (ref_heads, ref_neurons), rows=[0, 0], keep_only=True))
     assert set(kept) == {HEAD_HOOK.format(layer=i) for i in range(2)} | {NEURON_HOOK.format(layer=i) for i in range(2)}
+
+
+def test_resampled_evaluation_pairs_each_prompt_with_its_own_reference(tiny_models, tmp_path):
+    """Batched resample evaluation gives every prompt exactly the answer it gets alone with its paired reference."""
+    model = tiny_models["llama"]
+    prompts = [Prompt(q, "c", label, target="Sure", split="test") for q in PROMPTS[:6]
+               for label in ("triggered", "benign")][:9]
+    prompts += [Prompt(q + " Thanks.", "c", "utility", target="42", split="train") for q in PROMPTS]
+    circuit = Circuit(heads=[(0, 1), (1, 3)], neurons=[(0, 5), (1, 2)], n_layers=2, n_heads=4, d_mlp=96,
+                      scenario="backdoor")
+    builder = CardBuilder(model, circuit, PromptSet("p", prompts), CardConfig(batch_size=4), ResultCache(None), {})
+    batched = builder._evaluate_resampled(circuit, keep_only=False)
+    evaluated = list(builder.eval_set)
+    pairing = resample_pairing([p.prompt for p in evaluated], [p.prompt for p in builder.reference], 0)
+    for i, prompt in enumerate(evaluated):
+        hooks = resample_hooks(circuit, builder.activations(), [pairing[i]])
+        alone = evaluate(model, PromptSet("one", [prompt]), hooks=hooks, max_new_tokens=builder.max_new_tokens)
+        assert batched[i].prompt == prompt and batched[i].response == alone.judgements[0].response
 
 
 # ---- a tiny Llama whose answer depends on one planted neuron ----------------------------------------------------

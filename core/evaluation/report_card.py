@@ -475,23 +475,20 @@ class CardBuilder:
                         batch_size=batch).judgements
 
     def _evaluate_resampled(self, circuit: Circuit, keep_only: bool) -> list[Judgement]:
-        # Per-row hooks need to know which prompt each batch row holds: generation orders a batch by token length,
-        # so each call gets prompts of one length only (in input order), at most batch_size of them.
+        # Per-row hooks must know which prompt each batch row holds. Generation orders a batch by token length
+        # (stably), so each call gets batch_size prompts already in that order and keeps them as given.
         prompts = list(self.eval_set)
         pairing = resample_pairing([p.prompt for p in prompts], [p.prompt for p in self.reference],
                                    self.config.seed)
         lengths = [len(ids) for ids in encode_prompts(self.model.tokenizer, [p.prompt for p in prompts])]
-        by_length: dict[int, list[int]] = {}
-        for i, n in enumerate(lengths):
-            by_length.setdefault(n, []).append(i)
+        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         judged: dict[int, Judgement] = {}
         activations = self.activations()
-        for group in by_length.values():
-            for start in range(0, len(group), self.config.batch_size):
-                rows = group[start: start + self.config.batch_size]
-                hooks = resample_hooks(circuit, activations, [pairing[i] for i in rows], keep_only)
-                chunk = PromptSet("chunk", [prompts[i] for i in rows])
-                judged.update(zip(rows, self._evaluate(hooks, chunk), strict=True))
+        for start in range(0, len(order), self.config.batch_size):
+            rows = order[start: start + self.config.batch_size]
+            hooks = resample_hooks(circuit, activations, [pairing[i] for i in rows], keep_only)
+            judged.update(zip(rows, self._evaluate(hooks, PromptSet("batch", [prompts[i] for i in rows])),
+                              strict=True))
         return [judged[i] for i in range(len(prompts))]
 
     def means(self):
