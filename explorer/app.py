@@ -12,7 +12,7 @@ import sys
 import streamlit as st
 
 from explorer import state, ui
-from explorer.views import circuit, compare, discover, model, playground, tour, tune
+from explorer.views import circuit, compare, discover, model, playground, report, tour, tune
 
 PAGES = [
     (model.render, "Model", "model", ":material/memory:"),
@@ -20,6 +20,7 @@ PAGES = [
     (circuit.render, "Circuit", "circuit", ":material/grid_on:"),
     (playground.render, "Playground", "playground", ":material/toggle_on:"),
     (compare.render, "Compare", "compare", ":material/leaderboard:"),
+    (report.render, "Report", "report", ":material/assignment:"),
     (tour.render, "Guided tour", "tour", ":material/school:"),
     (tune.render, "Tune", "tune", ":material/tune:"),
 ]

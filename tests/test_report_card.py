@@ -334,3 +334,32 @@ def test_report_rejects_bad_input_before_loading_the_model(argv, message, capsys
     monkeypatch.setattr("core.cli.main._load", lambda args: pytest.fail("the model was loaded"))
     assert main(["report", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+# ---- the app ----------------------------------------------------------------------------------------------------
+def test_report_page_builds_the_card_and_the_circuit_page_offers_it(tmp_path, monkeypatch):
+    from app_helpers import make_circuit, plotly_figures, run_page
+
+    from core.model.fingerprint import fingerprint
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # never the user's cache
+    checkpoint = build_tiny_checkpoint("llama", tmp_path / "llama")
+    circuit = make_circuit(2, 4, 96, heads=[(0, 1)], neurons=[(1, 5), (0, 7)],
+                           fingerprint=fingerprint(load_model(checkpoint, device="cpu")))
+    circuit.hyperparameters = {"steps": 2, "head_budget": 0.125, "neuron_budget": 0.0105,
+                               "command": "safeseek discover --scenario backdoor --train-limit 2 --steps 2"}
+    path = circuit.save(tmp_path / "tiny-backdoor.json")
+    at = run_page({"model": str(checkpoint), "circuit": str(path), "page": "report"})
+    at.number_input(key="report-per-family").set_value(2)
+    at.number_input(key="report-seeds").set_value(2)
+    at.number_input(key="report-random").set_value(1)
+    at.button(key="report-build").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    titles = [f["layout"]["title"]["text"] for f in plotly_figures(at)]
+    expected = ["Necessity", "Sufficiency", "Stability", "Stability", "Cost curve", "Where it lives"]
+    assert len(titles) == len(expected) and all(t.startswith(e) for t, e in zip(titles, expected, strict=True))
+    assert any("does not carry" in m or "carries" in m for m in map(str, (e.value for e in at.markdown)))
+    cache_files = list((tmp_path / "cache" / "safeseek" / "report").iterdir())
+    assert cache_files
+    page = run_page({"model": str(checkpoint), "circuit": str(path), "page": "circuit"})
+    assert page.button(key="circuit-card-build").label == "Build the report card"

@@ -1,4 +1,4 @@
-"""Circuit page: load a circuit; its head and neuron maps, component table, and its overlap with another circuit."""
+"""Circuit page: a circuit's head and neuron maps, component table, overlap with another circuit, report card."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from core.circuit.component import Component
 from core.evaluation.metrics import format_percent
 from core.scoring.select import top_k
 from explorer import figures, state, ui
+from explorer.views import report
 
 
 def render() -> None:
@@ -28,6 +29,8 @@ def render() -> None:
     _neuron_view(loaded, current)
     _component_table(current)
     _overlap(loaded, current)
+    with st.expander("Report card (necessity, sufficiency, stability, cost curve; also on the **Report** page)"):
+        report.card_section(loaded, current, key="circuit-card")
 
 
 def _summary(circuit: Circuit) -> None:
