@@ -316,6 +316,8 @@ def test_card_html_is_valid_offline_and_holds_every_figure_of_the_json(tmp_path)
     for shown in ("abc123", "e" * 64, "safeseek report --circuit x.json", "2026-01-01", "Ablation types disagree"):
         assert shown in page
     assert data["card"]["curve_summary"]["best_baseline"] == "attribution"
+    zero = data["card"]["necessity"]["zero"]["asr"]
+    assert zero["k"] == 0 and zero["value"] == 0.0 and zero["interval"] == list(wilson_interval(0, 40))
     assert card_json(card, card_figures(card)) == (tmp_path / "card.json").read_text(encoding="utf-8")
     assert card_html(card).count("<div id=\"card-") == len(data["figures"])
 

@@ -247,7 +247,7 @@ class ReportCard:
 
     # ---- files ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = _with_intervals(asdict(self))
         data["disagreement"] = self.disagreement()
         data["sufficiency_readings"] = {m: self.sufficiency_reading(m) for m in self.sufficiency}
         data["stability"]["mean_jaccard"] = self.stability.mean_jaccard
@@ -302,6 +302,19 @@ class ReportCard:
                          f"{o['neurons_inside']} of {o['neurons']} ({100 * o['inside_share']:.0f}% of the circuit), "
                          f"Jaccard {j}")
         return "\n".join(lines)
+
+
+def _with_intervals(value):
+    """Every {k, n} rate in `value` with its share and 95% interval added, for readers of the JSON."""
+    if isinstance(value, dict):
+        value = {key: _with_intervals(item) for key, item in value.items()}
+        if set(value) == {"k", "n"}:
+            rate = Rate(value["k"], value["n"])
+            value.update(value=rate.value, interval=list(rate.interval))
+        return value
+    if isinstance(value, list):
+        return [_with_intervals(item) for item in value]
+    return value
 
 
 # ---- the cache --------------------------------------------------------------------------------------------------
