@@ -365,3 +365,31 @@ def test_report_page_builds_the_card_and_the_circuit_page_offers_it(tmp_path, mo
     assert cache_files
     page = run_page({"model": str(checkpoint), "circuit": str(path), "page": "circuit"})
     assert page.button(key="circuit-card-build").label == "Build the report card"
+
+
+def test_report_command_prints_writes_and_reuses_every_result(tmp_path, capsys):
+    from app_helpers import make_circuit
+
+    from core.model.fingerprint import fingerprint
+
+    checkpoint = build_tiny_checkpoint("llama", tmp_path / "llama")
+    fp = fingerprint(load_model(checkpoint, device="cpu"))
+    path = make_circuit(2, 4, 96, heads=[(0, 1)], neurons=[(1, 5)], fingerprint=fp).save(tmp_path / "c.json")
+    other = make_circuit(2, 4, 96, heads=[(0, 1)], neurons=[(0, 3)], name="other", fingerprint=fp)
+    argv = ["report", "--model", str(checkpoint), "--circuit", str(path), "--against",
+            str(other.save(tmp_path / "o.json")),
+            "--per-family", "2", "--seeds", "2", "--random-seeds", "1", "--steps", "2", "--train-limit", "2",
+            "--budgets", "0.01", "0.03", "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "card.html"), "--json", str(tmp_path / "card.json")]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    for part in ("1. Necessity", "2. Sufficiency", "3. Stability across 2 seeds", "4. Cost curve",
+                 "area between learned and the best baseline", "5. Where it lives", "vs circuit 'other'"):
+        assert part in first
+    figures = json.loads((tmp_path / "card.json").read_text())["figures"]
+    assert "overlaps" in figures and "card-overlaps" in (tmp_path / "card.html").read_text()
+    assert main(argv) == 0
+    second = capsys.readouterr().out
+    assert "results reused, 0 computed" in second
+    strip = [line for line in first.splitlines() if not line.startswith(("model ", "cache:"))]
+    assert strip == [line for line in second.splitlines() if not line.startswith(("model ", "cache:"))]
