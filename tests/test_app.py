@@ -42,7 +42,7 @@ from core.scoring.select import top_k
 from explorer import export, figures, state, textdiff
 
 TINY = ModelShape(n_layers=2, n_heads=4, d_mlp=96)  # tests/tiny.py's llama
-PAGES = ("model", "discover", "circuit", "playground", "compare", "tour")
+PAGES = ("model", "discover", "circuit", "playground", "compare", "report", "tour")
 
 
 @pytest.fixture(scope="module")
