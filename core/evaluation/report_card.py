@@ -282,17 +282,19 @@ class ReportCard:
             lines.append("   " + " ".join("  -  " if v is None else f"{v:5.2f}" for v in row)
                          + f"   seed {st.runs[i].seed}")
         summary = self.curve_summary()
-        lines += ["", f"4. Cost curve: removal {asr} (utility) by circuit size"]
+        lines += ["", f"4. Cost curve: removal {asr} (utility), and c = components, by circuit size"]
         methods = list(dict.fromkeys(p.method for p in self.curve))
         lines.append("   " + f"{'budget':>8} " + " ".join(f"{m:>20}" for m in methods))
         for budget in dict.fromkeys(p.budget for p in self.curve):
             cells = {p.method: p for p in self.curve if p.budget == budget}
             lines.append("   " + f"{100 * budget:>7.2f}% " + " ".join(
-                f"{100 * cells[m].asr:>6.1f}% ({100 * cells[m].utility:5.1f}%) n{cells[m].size:<3}" for m in methods))
+                f"{100 * cells[m].asr:>6.1f}% ({100 * cells[m].utility:5.1f}%) {cells[m].size:>2}c" for m in methods))
         if summary["area"] is not None:
             lines.append(f"   area between learned and the best baseline ({summary['best_baseline']}): "
                          f"{summary['area']:+.1f} points of {asr} (mean over the log-size axis; + = learned better)")
-        lines += ["", "5. Where it lives"]
+        n_heads = sum(row["heads"] for row in self.location.per_layer)
+        n_neurons = sum(row["neurons"] for row in self.location.per_layer)
+        lines += ["", f"5. Where it lives: {n_heads} heads, {n_neurons} neurons"]
         for row in self.location.per_layer:
             lines.append(f"   layer {row['layer']}: {row['heads']} heads, {row['neurons']} neurons "
                          f"({100 * row['share']:.0f}% of the circuit)")
