@@ -523,13 +523,15 @@ class CardBuilder:
                                                           self.train_limit, seed)
         return self._scenarios[seed]
 
-    def discovered(self, config: DiscoveryConfig) -> tuple[list, list]:
+    def discovered(self, config: DiscoveryConfig, label: str) -> tuple[list, list]:
         """(heads, neurons) that `safeseek discover` finds with this config (seed = its data sampling seed too)."""
         key = {"kind": "discover", **self._base_key, "prompts": self.prompts.sha256(), "scenario":
                self.circuit.scenario, "train_limit": self.train_limit, "config": asdict(config)}
         cached = self.cache.get(key)
         if cached is None:
-            found = discover(self.model, self.scenario(config.seed), config)
+            part = f"  discovery ({label})"
+            found = discover(self.model, self.scenario(config.seed), config,
+                             progress=lambda log: self.say(part, log.step, config.steps))
             cached = {"heads": [list(h) for h in found.heads], "neurons": [list(n) for n in found.neurons]}
             self.cache.put(key, cached)
         return [tuple(h) for h in cached["heads"]], [tuple(n) for n in cached["neurons"]]
@@ -561,7 +563,7 @@ class CardBuilder:
                 heads, neurons, source = c.heads, c.neurons, "this circuit"
             else:
                 config = DiscoveryConfig(**{**asdict(self.discovery), "seed": seed})
-                (heads, neurons), source = self.discovered(config), "discovered"
+                (heads, neurons), source = self.discovered(config, f"seed {seed}"), "discovered"
             removed = self.outcome(heads, neurons)
             runs.append(StabilityRun(seed, sorted(component_set(heads, neurons), key=component_order), removed.asr,
                                      removed.utility, source))
@@ -584,7 +586,7 @@ class CardBuilder:
                                         "head_budget": (k_heads + 0.5) / n_heads if k_heads else None,
                                         "neuron_budget": (k_neurons + 0.5) / n_neurons if k_neurons else None})
             self.say("cost curve", done, total)
-            candidates["learned"] = [self.discovered(config)]
+            candidates["learned"] = [self.discovered(config, f"{k_heads} heads, {k_neurons} neurons")]
             for method in ("attribution", "magnitude"):
                 h, n = self.scores(method)
                 candidates[method] = [(top_k(h, k_heads), top_k(n, k_neurons))]
