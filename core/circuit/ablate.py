@@ -116,8 +116,8 @@ def prompt_activations(model, prompts: list[str], batch_size: int = 32) -> tuple
                 return activation
             return hook
 
-        hooks = [(HEAD_HOOK.format(layer=layer), store(layer, "head")) for layer in range(cfg.n_layers)]
-        hooks += [(NEURON_HOOK.format(layer=layer), store(layer, "neuron")) for layer in range(cfg.n_layers)]
+        hooks = [(hook_name("head", layer), store(layer, "head")) for layer in range(cfg.n_layers)]
+        hooks += [(hook_name("neuron", layer), store(layer, "neuron")) for layer in range(cfg.n_layers)]
         with hooked(model, hooks):
             model(input_ids, attention_mask=valid, return_type="logits", use_cache=False)
     return heads, neurons
@@ -151,10 +151,10 @@ def resample_hooks(circuit: Circuit, activations: tuple[torch.Tensor, torch.Tens
     hooks: list[Hook] = []
     for layer in range(circuit.n_layers):
         if removed_heads[layer].any():
-            hooks.append((HEAD_HOOK.format(layer=layer),
+            hooks.append((hook_name("head", layer),
                           _replace_hook(removed_heads[layer][:, None], head_refs[:, layer], len(rows))))
         if removed_neurons[layer].any():
-            hooks.append((NEURON_HOOK.format(layer=layer),
+            hooks.append((hook_name("neuron", layer),
                           _replace_hook(removed_neurons[layer], neuron_refs[:, layer], len(rows))))
     return hooks
 

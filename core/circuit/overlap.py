@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from core.circuit.circuit import Circuit
+from core.circuit.component import Component
 
 
 @dataclass
@@ -40,12 +40,7 @@ def pairwise_jaccard(sets: list[set]) -> list[list[float | None]]:
     return [[jaccard(a, b) for b in sets] for a in sets]
 
 
-def core_components(sets: list[set]) -> list:
-    """The members of every set, sorted (e.g. the components every seed's circuit holds)."""
-    return sorted(set.intersection(*sets), key=component_order) if sets else []
+def core_components(sets: list[set[str]]) -> list[str]:
+    """The component labels ("L2H9", "L0N134") in every set: heads first, then by layer and index."""
+    return sorted(set.intersection(*sets), key=Component.parse) if sets else []
 
-
-def component_order(item) -> tuple:
-    """Sort key: component labels ("L2H9", "L0N134") heads first, then by layer and index; anything else after."""
-    match = re.fullmatch(r"L(\d+)([HN])(\d+)", item) if isinstance(item, str) else None
-    return (0, match[2] != "H", int(match[1]), int(match[3]), "") if match else (1, 0, 0, 0, str(item))

@@ -16,22 +16,24 @@ import torch
 
 from core.circuit.ablate import ablate, component_means, prompt_activations, resample_hooks, resample_pairing
 from core.circuit.circuit import Circuit
-from core.circuit.overlap import component_order, core_components, jaccard, pairwise_jaccard
+from core.circuit.component import Component
+from core.circuit.overlap import core_components, jaccard, pairwise_jaccard
 from core.data.files import write_text_atomic
 from core.data.prompts import PromptSet, select_split
+from core.evaluation.compare import SCORERS
 from core.evaluation.judges import Judgement
+from core.evaluation.metrics import scenario_rates
 from core.evaluation.report import evaluate, judging_length
 from core.model.generate import encode_prompts
-from core.scoring.attribution import attribution_scores
 from core.scoring.learned import DiscoveryConfig, discover
-from core.scoring.magnitude import magnitude_scores
 from core.scoring.random import random_components
 from core.scoring.scenario import scenario_from_prompts
-from core.scoring.select import top_k
+from core.scoring.select import circuit_of_size
 
 ABLATIONS = ("zero", "mean", "resample")
-# The prompts whose attack success rate a circuit of each scenario is about.
-BEHAVIOUR_LABEL = {"backdoor": "triggered", "alignment": "harmful"}
+# The prompt label behind each ASR of an EvalReport (a circuit is judged on scenario_rates(scenario)[0]).
+RATE_LABELS = {"asr_triggered": "triggered", "asr_clean": "harmful"}
+SCENARIOS = ("backdoor", "alignment")
 UTILITY_LABELS = ("benign", "utility")
 # 8 circuit sizes, evenly spaced on a log axis from 0.05% to 3% of all components.
 DEFAULT_BUDGETS = tuple(round(0.0005 * (0.03 / 0.0005) ** (i / 7), 6) for i in range(8))
@@ -106,13 +108,9 @@ class Outcome:
 
 
 # ---- component sets ---------------------------------------------------------------------------------------------
-def component_label(kind: str, layer: int, index: int) -> str:
-    return f"L{layer}{'H' if kind == 'head' else 'N'}{index}"
-
-
 def component_set(heads, neurons) -> set[str]:
     """Labels ("L2H9", "L0N134") of a circuit's heads and neurons, comparable across circuits of one model."""
-    return {component_label("head", *h) for h in heads} | {component_label("neuron", *n) for n in neurons}
+    return {Component("head", *h).label for h in heads} | {Component("neuron", *n).label for n in neurons}
 
 
 # ---- what a card holds ------------------------------------------------------------------------------------------
@@ -435,14 +433,14 @@ class CardBuilder:
                  fingerprint: dict, progress: Progress | None = None, checkpoint: str | Path | None = None,
                  against: Circuit | None = None, command: str = ""):
         config.check()
-        if circuit.scenario not in BEHAVIOUR_LABEL:
+        if circuit.scenario not in SCENARIOS:
             raise ReportError(f"circuit '{circuit.name}' has scenario {circuit.scenario!r}; the report card "
                               f"measures backdoor and alignment circuits")
         self.model, self.circuit, self.prompts, self.config = model, circuit, prompts, config
         self.cache, self.fingerprint, self.checkpoint, self.against = cache, fingerprint, checkpoint, against
         self.say = progress or (lambda part, done, total: None)
         self.command = command
-        self.label = BEHAVIOUR_LABEL[circuit.scenario]
+        self.label = RATE_LABELS[scenario_rates(circuit.scenario)[0]]
         held_out = select_split(prompts, config.split, config.per_family, config.seed)
         self.eval_set = PromptSet("eval", [p for p in held_out if p.label in (self.label, *UTILITY_LABELS)])
         if not any(p.label == self.label for p in self.eval_set):
@@ -464,7 +462,7 @@ class CardBuilder:
     def outcome(self, heads, neurons, method: str = "zero", keep_only: bool = False) -> Outcome:
         """Behaviour and utility with the components removed (or, keep_only, everything else removed)."""
         key = {"kind": "eval", **self._base_key, "eval": self.eval_set.sha256(), "label": self.label,
-               "components": sorted(component_set(heads, neurons), key=component_order), "method": method,
+               "components": sorted(component_set(heads, neurons), key=Component.parse), "method": method,
                "keep_only": keep_only}
         if method != "zero":
             key.update(reference=self.reference.sha256(), seed=self.config.seed)
@@ -544,8 +542,7 @@ class CardBuilder:
             cached = self.cache.get(key)
             if cached is None:
                 scenario = self.scenario(seed)
-                h, n = (attribution_scores(self.model, scenario) if method == "attribution"
-                        else magnitude_scores(self.model, scenario.behaviour_prompts))
+                h, n = SCORERS[method](self.model, scenario)
                 cached = {"heads": h.tolist(), "neurons": n.tolist()}
                 self.cache.put(key, cached)
             self._scores[method] = (torch.tensor(cached["heads"]), torch.tensor(cached["neurons"]))
@@ -565,7 +562,7 @@ class CardBuilder:
                 config = DiscoveryConfig(**{**asdict(self.discovery), "seed": seed})
                 (heads, neurons), source = self.discovered(config, f"seed {seed}"), "discovered"
             removed = self.outcome(heads, neurons)
-            runs.append(StabilityRun(seed, sorted(component_set(heads, neurons), key=component_order), removed.asr,
+            runs.append(StabilityRun(seed, sorted(component_set(heads, neurons), key=Component.parse), removed.asr,
                                      removed.utility, source))
         self.say("stability", len(seeds), len(seeds))
         sets = [set(r.components) for r in runs]
@@ -587,12 +584,11 @@ class CardBuilder:
                                         "neuron_budget": (k_neurons + 0.5) / n_neurons if k_neurons else None})
             self.say("cost curve", done, total)
             candidates["learned"] = [self.discovered(config, f"{k_heads} heads, {k_neurons} neurons")]
-            for method in ("attribution", "magnitude"):
-                h, n = self.scores(method)
-                candidates[method] = [(top_k(h, k_heads), top_k(n, k_neurons))]
+            for method in SCORERS:
+                candidates[method] = [circuit_of_size(self.scores(method), (k_heads, k_neurons))]
             # random_components draws as many heads and neurons as the circuit it is given has: any k of each.
-            sized = c.with_components(top_k(torch.zeros(c.n_layers, c.n_heads), k_heads),
-                                      top_k(torch.zeros(c.n_layers, c.d_mlp), k_neurons))
+            sized = c.with_components(*circuit_of_size((torch.zeros(c.n_layers, c.n_heads),
+                                                        torch.zeros(c.n_layers, c.d_mlp)), (k_heads, k_neurons)))
             candidates["random"] = [(r.heads, r.neurons) for r in
                                     (random_components(sized, seed) for seed in range(self.config.random_seeds))]
             for method, sets in candidates.items():
@@ -633,6 +629,6 @@ class CardBuilder:
                              "steps": self.discovery.steps, "max_new_tokens": self.max_new_tokens,
                              "evaluation_prompts": len(self.eval_set), "reference_prompts": len(self.reference)},
                 "cache": {"hits": self.cache.hits, "misses": self.cache.misses}}
-        components = sorted(component_set(c.heads, c.neurons), key=component_order)
+        components = sorted(component_set(c.heads, c.neurons), key=Component.parse)
         return ReportCard(c.name, c.scenario, self.label, components, c.summary(), meta, full, necessity, sufficiency,
                           stability, curve, location(c, others))
