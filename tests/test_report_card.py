@@ -328,12 +328,12 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_circuits" / "organism-bac
 
 @pytest.mark.parametrize("argv, message", [
     (["--circuit", "missing.json"], "no circuit file"),
-    (["--circuit", str(SAMPLE), "--per-family", "0"], "--per-family must be at least 1"),
+    (["--circuit", str(SAMPLE), "--per-family", "0"], "--per-family: must be at least 1"),
     (["--circuit", str(SAMPLE), "--budgets", "0", "0.01"], "budgets must be fractions"),
-    (["--circuit", str(SAMPLE), "--out", "no/such/folder/card.html"], "does not exist"),
+    (["--circuit", str(SAMPLE), "--out", "/proc/card.html"], "--out: cannot write"),
 ])
 def test_report_rejects_bad_input_before_loading_the_model(argv, message, capsys, monkeypatch):
-    monkeypatch.setattr("core.cli.main._load", lambda args: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("core.cli.report.load", lambda args: pytest.fail("the model was loaded"))
     assert main(["report", *argv]) == 2
     assert message in capsys.readouterr().err
 

@@ -22,6 +22,7 @@ COMMANDS = [
     Command("discover", "core.cli.discover", "learn a safety circuit (head and neuron masks) and verify it"),
     Command("compare", "core.cli.compare", "learned circuit vs random / attribution / magnitude baselines"),
     Command("tune", "core.cli.tune", "fine-tune only a circuit's weights (or all but them) and report before/after"),
+    Command("report", "core.cli.report", "a circuit's report card: necessity, sufficiency, stability, cost curve"),
 ]
 
 
