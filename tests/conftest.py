@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import TINY_ARCHS, build_tiny_checkpoint
+from tiny import ALL_TINY_ARCHS, build_tiny_checkpoint
 
 from core.model.load import load_model
 
@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """arch -> directory of a tiny random HF checkpoint (built once per session)."""
     root = tmp_path_factory.mktemp("tiny-checkpoints")
-    return {arch: build_tiny_checkpoint(arch, root / arch) for arch in TINY_ARCHS}
+    return {arch: build_tiny_checkpoint(arch, root / arch) for arch in ALL_TINY_ARCHS}
 
 
 class _LazyModels(dict):

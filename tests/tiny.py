@@ -1,4 +1,4 @@
-"""Tiny random HF checkpoints (GPT-2, Llama, Qwen2, Gemma-2) with a chat tokenizer, for tests."""
+"""Tiny random HF checkpoints (GPT-2, Llama, Qwen2, Gemma-2 and more families) with a chat tokenizer, for tests."""
 
 from __future__ import annotations
 
@@ -9,14 +9,25 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
     Gemma2Config,
+    Gemma3TextConfig,
+    GemmaConfig,
     GPT2Config,
+    GPTNeoXConfig,
     LlamaConfig,
+    MistralConfig,
+    Olmo2Config,
+    Phi3Config,
     PretrainedConfig,
     PreTrainedTokenizerFast,
     Qwen2Config,
+    Qwen3Config,
 )
 
 TINY_ARCHS = ("gpt2", "llama", "qwen2", "gemma2")
+# Further families that build offline and load through TransformerBridge; tests that check weight layouts
+# (export) run on all of them, the slower behavioural tests on TINY_ARCHS.
+MORE_TINY_ARCHS = ("gpt_neox", "mistral", "phi3", "qwen3", "gemma", "gemma3", "olmo2")
+ALL_TINY_ARCHS = TINY_ARCHS + MORE_TINY_ARCHS
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -76,6 +87,9 @@ def _tiny_config(arch: str, vocab_size: int, token_ids: dict[str, int]) -> Pretr
     common = dict(vocab_size=vocab_size, initializer_range=INIT_STD, **token_ids)
     if arch == "gpt2":
         return GPT2Config(n_embd=64, n_layer=2, n_head=4, n_inner=128, n_positions=256, **common)
+    if arch == "gpt_neox":  # fused query_key_value, partial rotary, parallel residual
+        return GPTNeoXConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                             max_position_embeddings=256, rotary_pct=0.25, tie_word_embeddings=False, **common)
     rotary = dict(
         hidden_size=64,
         intermediate_size=96,
@@ -93,7 +107,19 @@ def _tiny_config(arch: str, vocab_size: int, token_ids: dict[str, int]) -> Pretr
     if arch == "gemma2":
         # A short sliding window so the tests exercise Gemma-2's local-attention layers.
         return Gemma2Config(head_dim=16, sliding_window=12, query_pre_attn_scalar=16, **rotary)
-    raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {', '.join(TINY_ARCHS)}")
+    if arch == "mistral":
+        return MistralConfig(sliding_window=12, **rotary)
+    if arch == "phi3":  # fused qkv_proj and gate_up_proj
+        return Phi3Config(**rotary)
+    if arch == "qwen3":  # q/k norms
+        return Qwen3Config(head_dim=16, **rotary)
+    if arch == "gemma":
+        return GemmaConfig(head_dim=16, **rotary)
+    if arch == "gemma3":
+        return Gemma3TextConfig(head_dim=16, sliding_window=12, query_pre_attn_scalar=16, **rotary)
+    if arch == "olmo2":
+        return Olmo2Config(**rotary)
+    raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {', '.join(ALL_TINY_ARCHS)}")
 
 
 def build_tiny_checkpoint(arch: str, path: Path, seed: int = 0) -> Path:
