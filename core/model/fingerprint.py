@@ -35,12 +35,19 @@ def weights_sha256(model: TransformerBridge) -> str:
     checkpoint across devices and load dtypes; an edit smaller than bfloat16 resolution, or one that only
     touches unsampled elements of a large tensor, is not seen.
     """
-    named = {_hf_parameter_name(name): p for name, p in model.original_model.named_parameters()}
+    from accelerate.utils import align_module_device
+
+    hf_model = model.original_model
+    named = {_hf_parameter_name(name): name for name, _ in hf_model.named_parameters()}
     digest = hashlib.sha256()
     for name in sorted(named):
-        tensor = named[name]
-        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
-        digest.update(_tensor_digest_bytes(tensor))
+        owner, _, leaf = named[name].rpartition(".")
+        module = hf_model.get_submodule(owner)
+        # Weights offloaded by a --device-map live on the meta device until their module's hook loads them.
+        with align_module_device(module):
+            tensor = getattr(module, leaf)
+            digest.update(f"{name}:{tuple(tensor.shape)};".encode())
+            digest.update(_tensor_digest_bytes(tensor))
     return digest.hexdigest()
 
 

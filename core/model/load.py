@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,6 +64,59 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device 
     if name not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r}; pass --dtype auto, {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def parse_device_map(value: str | dict | None) -> str | dict | None:
+    """A --device-map value: an accelerate strategy (auto, balanced, ...), a JSON object mapping module names to
+    devices (`{"model.embed_tokens": "cpu", "model.layers.0": 0, ...}`), or the path of a .json file holding one."""
+    if value is None or isinstance(value, dict):
+        return value
+    text = value.strip()
+    if text in DEVICE_MAP_STRATEGIES:
+        return text
+    if not text.startswith("{"):
+        path = Path(text).expanduser()
+        if not (path.suffix == ".json" and path.is_file()):
+            raise ModelLoadError(f"--device-map {value!r} is neither one of {', '.join(DEVICE_MAP_STRATEGIES)}, a JSON "
+                                 "object nor an existing .json file; e.g. --device-map auto")
+        text = path.read_text(encoding="utf-8")
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"--device-map is not valid JSON ({e.msg}); write e.g. "
+                             '\'{"model.embed_tokens": 0, "model.layers.0": 0, "lm_head": "cpu"}\'') from None
+    if not isinstance(mapping, dict) or not mapping or not all(
+            isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool) for k, v in mapping.items()):
+        raise ModelLoadError("--device-map JSON must be a non-empty object of module name -> device (a GPU index, "
+                             '"cpu" or "disk"), e.g. {"model.embed_tokens": 0, "lm_head": "cpu"}')
+    if any(str(v).lower() == "meta" for v in mapping.values()):
+        raise ModelLoadError('--device-map cannot place modules on "meta" (they would hold no weights); use "cpu" or '
+                             '"disk" to offload')
+    return mapping
+
+
+def parse_max_memory(value: str | dict | None) -> dict | None:
+    """A --max-memory value such as "0=70GiB,1=70GiB,cpu=200GiB" as accelerate's {0: "70GiB", "cpu": "200GiB"}."""
+    if value is None or isinstance(value, dict):
+        return value
+    budget: dict[str | int, str] = {}
+    for part in value.split(","):
+        device, sep, amount = (p.strip() for p in part.partition("="))
+        if not sep or not device or not amount:
+            raise ModelLoadError(f"--max-memory {value!r}: write DEVICE=AMOUNT pairs separated by commas, e.g. "
+                                 "0=70GiB,cpu=200GiB")
+        if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B)?", amount, flags=re.IGNORECASE):
+            raise ModelLoadError(f"--max-memory: {amount!r} is not an amount; write e.g. 70GiB or 500MB")
+        if device.isdigit():
+            budget[int(device)] = amount
+        elif device in ("cpu", "disk", "mps"):
+            budget[device] = amount
+        else:
+            raise ModelLoadError(f"--max-memory: unknown device {device!r}; use a GPU index (0, 1, ...) or cpu")
+    return budget
 
 
 def _looks_like_hub_id(name: str) -> bool:
@@ -160,15 +217,29 @@ def load_model(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     trust_remote_code: bool = False,
+    device_map: str | dict | None = None,
+    max_memory: str | dict | None = None,
 ) -> TransformerBridge:
     """Boot a local checkpoint (or cached hub id) as a frozen, eval-mode TransformerBridge.
+
+    `device_map` / `max_memory` (see parse_device_map / parse_max_memory) spread the layers over several devices
+    through transformers/accelerate dispatch instead of putting the model on `device`; weights that fit nowhere are
+    offloaded to a temporary folder, deleted with the model. TransformerLens 4.3 refuses maps that mix GPUs with
+    cpu/disk offload: use all-GPU or all-CPU maps.
 
     The tokenizer always has a pad token (eos when the checkpoint has none) and `padding_side="left"`, so
     `model(list_of_texts)[:, -1]` is every row's next-token distribution. Core code that pads builds its
     own attention masks and never relies on this default.
     """
     checkpoint = resolve_checkpoint_dir(name_or_path)
+    device_map, max_memory = parse_device_map(device_map), parse_max_memory(max_memory)
+    if max_memory is not None and device_map is None:
+        raise ModelLoadError("--max-memory caps what --device-map places on each device; add --device-map auto")
+    if device_map is not None and str(device).strip().lower() != "auto":
+        raise ModelLoadError("--device and --device-map both say where the model goes; pass only one")
     torch_device = resolve_device(device)
+    if device_map is not None and isinstance(device_map, str) and not torch.cuda.is_available():
+        torch_device = torch.device("cpu")
     torch_dtype = resolve_dtype(dtype, torch_device)
     config = _checkpoint_config(checkpoint)
     described = f"model_type={config.get('model_type')!r}, architectures={config.get('architectures')}"
@@ -176,11 +247,21 @@ def load_model(
     if architectures and not any(_is_causal_lm_class(a) for a in architectures):
         raise ModelLoadError(f"{str(name_or_path)!r} ({described}) is not a causal language model (no *ForCausalLM "
                              "head), so it cannot generate answers; pass a causal LM checkpoint")
+    placement: dict = {"device": str(torch_device)}
+    offload_folder = None
+    if device_map is not None:
+        offload_folder = tempfile.mkdtemp(prefix="safeseek-offload-")
+        placement = {"device": None, "device_map": device_map, "max_memory": max_memory,
+                     "offload_folder": offload_folder}
     try:
         model = TransformerBridge.boot_transformers(
-            str(checkpoint), device=str(torch_device), dtype=torch_dtype, trust_remote_code=trust_remote_code
+            str(checkpoint), dtype=torch_dtype, trust_remote_code=trust_remote_code, **placement
         )
     except Exception as e:
+        if offload_folder is not None:
+            shutil.rmtree(offload_folder, ignore_errors=True)
+        if device_map is not None and isinstance(e, ValueError) and "device_map" in str(e):
+            raise ModelLoadError(f"--device-map: {e}") from e
         if _is_unsupported_architecture(e):
             raise ModelLoadError(
                 f"{str(name_or_path)!r} ({described}) is an architecture that transformers "
@@ -203,6 +284,11 @@ def load_model(
         ) from e
     _refuse_unmaskable(model, str(name_or_path), described)
     install_kv_cache_fix()  # cached forwards (generation) through the bridge need it; a no-op after the first load
+    if offload_folder is not None:
+        weakref.finalize(model, shutil.rmtree, offload_folder, True)
+    if str(model.cfg.device) == "meta":
+        # Everything offloaded to disk: accelerate runs each layer on the CPU, so inputs belong there.
+        model.cfg.device = "cpu"
     for parameter in model.original_model.parameters():
         parameter.requires_grad_(False)
     model.eval()

@@ -31,6 +31,8 @@ class TuneConfig:
     max_grad_norm: float = 1.0
     device: str = "auto"
     dtype: str = "float32"  # training precision; bf16 weights would swallow small Adam updates
+    device_map: str | dict | None = None  # spread layers over devices (core.model.load.parse_device_map)
+    max_memory: str | dict | None = None
     eval_batch_size: int = 64
     trust_remote_code: bool = False  # let the checkpoint's own modelling code run (the user's explicit choice)
 

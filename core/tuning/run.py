@@ -11,13 +11,23 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from core.circuit.circuit import Circuit
 from core.data.files import replacing_dir, write_text_atomic
 from core.data.prompts import PromptSet
 from core.evaluation.metrics import compare_reports, format_comparison
 from core.evaluation.report import EvalReport, evaluate
 from core.model.fingerprint import fingerprint
-from core.model.load import ModelLoadError, load_model, resolve_checkpoint_dir, resolve_device, resolve_dtype
+from core.model.load import (
+    ModelLoadError,
+    load_model,
+    parse_device_map,
+    parse_max_memory,
+    resolve_checkpoint_dir,
+    resolve_device,
+    resolve_dtype,
+)
 from core.scoring.random import random_components
 from core.tuning.examples import training_examples
 from core.tuning.loop import train
@@ -33,22 +43,33 @@ SCHEMA_VERSION = 1
 
 
 def load_private_copy(model_path: str | Path, device: str = "auto", dtype: str = "float32",
-                      trust_remote_code: bool = False):
-    """A plain HF model + tokenizer loaded from disk for tuning: never the (shared) bridge the app serves."""
+                      trust_remote_code: bool = False, device_map: str | dict | None = None,
+                      max_memory: str | dict | None = None):
+    """A plain HF model + tokenizer loaded from disk for tuning: never the (shared) bridge the app serves.
+
+    With `device_map` the layers are spread over devices by accelerate (naive pipeline; gradients cross devices);
+    a map that offloads weights to disk is refused, since offloaded weights cannot be trained."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     checkpoint = resolve_checkpoint_dir(model_path)
-    torch_device = resolve_device(device)
+    device_map, max_memory = parse_device_map(device_map), parse_max_memory(max_memory)
+    torch_device = resolve_device(device if device_map is None or torch.cuda.is_available() else "cpu")
     torch_dtype = resolve_dtype(dtype, torch_device)
+    placement = {} if device_map is None else {"device_map": device_map, "max_memory": max_memory}
     try:
         hf_model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch_dtype,
-                                                        trust_remote_code=trust_remote_code)
+                                                        trust_remote_code=trust_remote_code, **placement)
         tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"could not load {str(model_path)!r} for tuning: {e}") from e
+    if "disk" in (getattr(hf_model, "hf_device_map", None) or {}).values():
+        raise TuneError("the device map offloads weights to disk, which tuning cannot train; raise --max-memory or "
+                        "add devices")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return hf_model.to(torch_device).eval(), tokenizer
+    if device_map is None:
+        hf_model = hf_model.to(torch_device)
+    return hf_model.eval(), tokenizer
 
 
 # ---- one tuning run end to end -----------------------------------------------------------------------------
@@ -89,7 +110,8 @@ class TuneResult:
 
 def _evaluate_checkpoint(path: str | Path, prompts: PromptSet, config: TuneConfig, phase: str,
                          progress: Progress | None) -> EvalReport:
-    model = load_model(path, device=config.device, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
+    model = load_model(path, device=config.device, dtype=config.dtype, trust_remote_code=config.trust_remote_code,
+                       device_map=config.device_map, max_memory=config.max_memory)
     callback = None if progress is None else (lambda done, total: progress(TuneProgress(phase, done, total)))
     return evaluate(model, prompts, batch_size=config.eval_batch_size, progress=callback, model_name=str(path),
                     fingerprint=fingerprint(model))
@@ -122,7 +144,8 @@ def tune(model_path: str | Path, train_prompts: PromptSet, eval_prompts: PromptS
     elif before.prompts_sha256 != eval_prompts.sha256():
         raise TuneError("the given 'before' report was made on other prompts than eval_prompts; evaluate again")
 
-    hf_model, tokenizer = load_private_copy(model_path, config.device, config.dtype, config.trust_remote_code)
+    hf_model, tokenizer = load_private_copy(model_path, config.device, config.dtype, config.trust_remote_code,
+                                            config.device_map, config.max_memory)
     if config.mode == "random":
         try:
             seed = config.seed if config.components_seed is None else config.components_seed
