@@ -71,7 +71,8 @@ def test_placement_options_are_parsed_and_bad_ones_named():
     assert parse_device_map("balanced") == "balanced"
     assert parse_device_map('{"lm_head": 0}') == {"lm_head": 0}
     for bad, message in (("everywhere", "neither one of"), ("{not json", "not valid JSON"),
-                         ('{"lm_head": "meta"}', "meta"), ('{"lm_head": [1]}', "non-empty object"), ("{}", "non-empty object")):
+                         ('{"lm_head": "meta"}', "meta"), ('{"lm_head": [1]}', "non-empty object"),
+                         ("{}", "non-empty object")):
         with pytest.raises(ModelLoadError, match=message):
             parse_device_map(bad)
     for bad in ("70GiB", "0=lots", "gpu0=1GiB"):

@@ -65,6 +65,34 @@ def load_prompt_sets(paths: Iterable[str | Path]) -> PromptSet:
     return PromptSet("+".join(s.name for s in sets), [p for s in sets for p in s.prompts])
 
 
+def load_generations(path: str | Path) -> tuple[PromptSet, list[str]]:
+    """Read replies produced elsewhere: a .jsonl file whose lines are prompt records plus `response` (a string),
+    e.g. {"prompt": ..., "category": ..., "label": ..., "target": ..., "response": "I'm sorry, ..."}."""
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl":
+        raise PromptFileError(path, None, "generations are a .jsonl file: one prompt record plus \"response\" a line")
+    prompts, responses = [], []
+    for line_number, line in enumerate(_read_utf8(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PromptFileError(path, line_number,
+                                  f"not valid JSON ({e.msg}); write one JSON object a line") from None
+        if not isinstance(record, dict):
+            raise PromptFileError(path, line_number, f"expected a JSON object, got {type(record).__name__}")
+        response = record.get("response")
+        if not isinstance(response, str):
+            raise PromptFileError(path, line_number, 'missing "response" (the reply, a string); add the generated '
+                                  'text as "response"')
+        prompts.append(_make_prompt(path, line_number, record, path.stem, None))
+        responses.append(response)
+    if not prompts:
+        raise PromptFileError(path, None, "the file holds no generations; add at least one line")
+    return PromptSet(path.stem, prompts), responses
+
+
 def save_prompts(prompt_set: PromptSet, path: str | Path) -> None:
     """Write the set as JSONL (UTF-8), atomically: readers see the old file or the new one, never half."""
     lines = [json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in prompt_set.prompts]

@@ -217,9 +217,18 @@ def evaluate(
         chat=True,
         progress=progress,
     )
+    return judge_responses(prompts, responses, judge, model_name or _model_name(model), fingerprint, max_new_tokens)
+
+
+def judge_responses(prompts: PromptSet, responses: Sequence[str], judge: Judge | None = None, model_name: str = "",
+                    fingerprint: dict | None = None, max_new_tokens: int | None = None) -> EvalReport:
+    """Judge one response per prompt, wherever the responses were generated (this model, or a serving engine)."""
+    if len(prompts) == 0:
+        raise ValueError("no responses to judge")
+    judge = judge or Judge()
     judgements = [judge(p, r) for p, r in zip(prompts, responses, strict=True)]
     return EvalReport(
-        model=model_name or _model_name(model),
+        model=model_name,
         fingerprint=fingerprint,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         families=family_results(judgements),
