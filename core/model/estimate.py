@@ -7,7 +7,8 @@ Two stages, so a hopeless request fails before any weight is read:
     generation batch (eval, compare) is timed, and the bytes autograd keeps for the backward pass are counted with
     `torch.autograd.graph.saved_tensors_hooks` (distinct storages, weights excluded) at batch 1 and scaled to the
     requested batch. The process' own resident memory at that point (libraries plus the loaded weights) is the
-    base the activations add to. On CUDA the allocator's own peak is used instead (torch.cuda.max_memory_allocated).
+    base the activations add to, and its peak so far (loading can briefly hold two copies of a tensor while casting)
+    a floor. On CUDA the allocator's own figures are used instead (memory_allocated, max_memory_allocated).
 
 How close this comes to a measured peak is checked by `bench/estimate.py` (figures in README).
 """
@@ -251,23 +252,26 @@ def estimate_generation(model, command: str, prompts: list[str], batch: int, max
                         runs: int = 1) -> Estimate:
     """Peak memory and time of greedy generation for `prompts` (`runs` times over, e.g. once per ablation).
 
-    Memory: resident now + KV cache for the longest batch + its prefill (full logits, attention scores).
+    Memory: resident now + KV cache for the longest batch + its prefill (attention scores, MLP activations and the
+    logits generation keeps).
     Time: one real generation batch (the longest prompts, as they are batched by length) times the batches.
     """
-    from core.generate import encode_prompts, generate_ids
+    from core.generate import _forward_options, encode_prompts, generate_ids
 
     cfg = model.cfg
     loading_peak = 0 if _peak_device(model) is not None else peak_resident_bytes()
     lengths = sorted(len(ids) for ids in encode_prompts(model.tokenizer, prompts))
     rows, longest = min(batch, len(lengths)), lengths[-1]
     width = longest + max_new_tokens
+    # Families whose forward takes logits_to_keep unembed only the last prompt position during prefill.
+    logit_rows = 1 if _forward_options(type(model.original_model))[1] else longest
     element = torch.tensor([], dtype=cfg.dtype).element_size()
     kv_heads = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
     cuda = _peak_device(model)
     parts = {"weights and runtime": torch.cuda.memory_allocated(cuda) if cuda is not None else resident_bytes(),
              "kv cache": 2 * int(cfg.n_layers) * rows * width * kv_heads * int(cfg.d_head) * element,
-             "prefill": rows * longest * (int(cfg.d_vocab) * 4 + int(cfg.n_heads) * longest * element
-                                          + 4 * int(cfg.d_mlp) * element)}
+             "prefill": rows * (logit_rows * int(cfg.d_vocab) * 4
+                                + longest * (int(cfg.n_heads) * longest + 4 * int(cfg.d_mlp)) * element)}
     probe = [prompts[i] for i in sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))[:rows]]
     started = time.perf_counter()
     generate_ids(model, probe, max_new_tokens=max_new_tokens, batch_size=rows)
