@@ -9,11 +9,12 @@ import torch
 from tiny import ALL_TINY_ARCHS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.ablate import ablate
-from core.circuit import Circuit
-from core.cli import main
-from core.export import ExportError, export_ablated, plan_export
-from core.models import fingerprint, hooked
+from core.circuit.ablate import ablate
+from core.circuit.circuit import Circuit
+from core.circuit.export import ExportError, export_ablated, plan_export
+from core.cli.main import main
+from core.model.fingerprint import fingerprint
+from core.model.hooks import hooked
 
 TOKENS = [[1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140]]
 

@@ -256,7 +256,7 @@ def estimate_generation(model, command: str, prompts: list[str], batch: int, max
     logits generation keeps).
     Time: one real generation batch (the longest prompts, as they are batched by length) times the batches.
     """
-    from core.generate import _forward_options, encode_prompts, generate_ids
+    from core.model.generate import _forward_options, encode_prompts, generate_ids
 
     cfg = model.cfg
     loading_peak = 0 if _peak_device(model) is not None else peak_resident_bytes()

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.circuit import Circuit
-from core.data import replacing_dir
-from core.models import ModelLoadError, resolve_checkpoint_dir
+from core.circuit.circuit import Circuit
+from core.data.files import replacing_dir
+from core.model.load import ModelLoadError, resolve_checkpoint_dir
 
 
 class ExportError(ValueError):
@@ -109,7 +109,7 @@ def plan_export(model_dir: str | Path, circuit: Circuit, out_dir: str | Path, me
     if layout is None:
         raise ExportError(f"cannot export a {model_type or 'unknown'!r} model: weight-baked ablation knows "
                           f"{', '.join(sorted(LAYOUTS))}; evaluate this model with hooks instead "
-                          f"(safeseek eval/compare), or add its layout to core/export.py LAYOUTS")
+                          f"(safeseek eval/compare), or add its layout to core/circuit/export.py LAYOUTS")
     have = _config_shape(config)
     want = (circuit.n_layers, circuit.n_heads, circuit.d_mlp)
     if have != want:
