@@ -91,3 +91,16 @@ def test_cli_discover_with_a_device_map_and_one_line_errors(tiny_checkpoints, tm
     assert main([*args, "--device", "cpu", "--device-map", "auto"]) == 2
     assert "pass only one" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tuning_copy_follows_the_map_and_refuses_disk_offload(tiny_checkpoints):
+    from core.tuning.options import TuneError
+    from core.tuning.run import load_private_copy
+
+    model, _ = load_private_copy(tiny_checkpoints["llama"], device_map=json.dumps(LLAMA_MAP))
+    plain, _ = load_private_copy(tiny_checkpoints["llama"], device="cpu")
+    ids = torch.tensor([[1, 10, 20, 30]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, plain(ids).logits)
+    with pytest.raises(TuneError, match="offloads weights to disk"):
+        load_private_copy(tiny_checkpoints["llama"], device_map="auto", max_memory=OFFLOAD_BUDGET)
