@@ -244,7 +244,9 @@ def estimate_discovery(model, config, seq: int, n_gates: int, steps: int) -> Est
         parts["logits and gradients"] = 2 * batch * logits
     parts["gates and optimiser"] = 4 * 4 * n_gates
     return Estimate("discover", device, parts, available_bytes(device) + parts["weights and runtime"],
-                    seconds=2.5 * seconds * steps, detail=f"batch {batch} x {seq} tokens, probe {seconds:.2f} s",
+                    seconds=2.5 * seconds * steps,
+                    detail=f"batch {batch} x {seq} tokens, probe {seconds:.2f} s; time: the {steps} learning steps, "
+                    "not building the scenario or verifying",
                     floor=loading_peak)
 
 
