@@ -154,6 +154,13 @@ def bench(args: argparse.Namespace) -> None:
     with torch.device("meta"):
         plain = AutoModelForCausalLM.from_config(hf.config, dtype=dtype, attn_implementation="eager")
     plain.load_state_dict(hf.state_dict(), assign=True)
+    for name, buffer in hf.named_buffers():  # non-persistent buffers (rotary frequencies) are not in the state dict
+        owner, _, leaf = name.rpartition(".")
+        plain.get_submodule(owner)._buffers[leaf] = buffer
+    for name, module in hf.named_modules():  # plain tensor attributes such as original_inv_freq
+        for key, value in vars(module).items():
+            if isinstance(value, torch.Tensor) and not key.startswith("_"):
+                setattr(plain.get_submodule(name), key, value)
     plain.tie_weights()
     plain.eval()
     for p in hf.parameters():
