@@ -12,7 +12,6 @@ The result is written with `save_pretrained` (model and tokenizer) and nothing e
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.circuit.circuit import Circuit
+from core.circuit.circuit import Circuit, CircuitFileError, check_shape
+from core.circuit.component import components, labels
 from core.data.files import replacing_dir
-from core.model.load import ModelLoadError, resolve_checkpoint_dir
+from core.model.load import ModelLoadError, ModelShape, resolve_checkpoint_dir
 
 
 class ExportError(ValueError):
@@ -60,13 +60,13 @@ class ExportPlan:
     layout: Layout
 
 
-def _config_shape(config) -> tuple[int, int, int]:
+def _config_shape(config) -> ModelShape:
     n_layers = int(config.num_hidden_layers)
     n_heads = int(config.num_attention_heads)
     d_mlp = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
     if d_mlp is None:  # GPT-2 leaves n_inner unset: 4 x the width
         d_mlp = 4 * int(config.hidden_size)
-    return n_layers, n_heads, int(d_mlp)
+    return ModelShape(n_layers, n_heads, int(d_mlp))
 
 
 def _owned_or_empty(path: Path) -> bool:
@@ -110,12 +110,10 @@ def plan_export(model_dir: str | Path, circuit: Circuit, out_dir: str | Path, me
         raise ExportError(f"cannot export a {model_type or 'unknown'!r} model: weight-baked ablation knows "
                           f"{', '.join(sorted(LAYOUTS))}; evaluate this model with hooks instead "
                           f"(safeseek eval/compare), or add its layout to core/circuit/export.py LAYOUTS")
-    have = _config_shape(config)
-    want = (circuit.n_layers, circuit.n_heads, circuit.d_mlp)
-    if have != want:
-        raise ExportError(f"circuit '{circuit.name}' is for a model with {want[0]} layers, {want[1]} heads, d_mlp "
-                          f"{want[2]}, but {checkpoint} has {have[0]} layers, {have[1]} heads, d_mlp {have[2]}; "
-                          f"pass the model it was found on with --model")
+    try:
+        check_shape(circuit, _config_shape(config))
+    except CircuitFileError as e:
+        raise ExportError(f"{e} (model: {checkpoint}; pass the right one with --model)") from None
     out = Path(out_dir).expanduser()
     if out.resolve() == checkpoint.resolve():
         raise ExportError(f"--out {out} is the source checkpoint itself; write the export to a new folder")
@@ -189,7 +187,8 @@ def provenance(plan: ExportPlan, circuit_file: str | Path | None = None) -> str:
              f"in its weights ({c.summary()})"]
     if circuit_file is not None:
         lines.append(f"circuit file: {circuit_file}")
-    lines.append("heads: " + (json.dumps([f"L{layer}H{h}" for layer, h in c.heads]) if c.heads else "none"))
-    lines.append(f"neurons: {len(c.neurons)} ({', '.join(f'L{layer}N{i}' for layer, i in c.neurons[:8])}"
-                 f"{', ...' if len(c.neurons) > 8 else ''})")
+    heads = components("head", c.heads)
+    neurons = components("neuron", c.neurons)
+    lines.append(f"heads: {labels(heads) or 'none'}")
+    lines.append(f"neurons: {len(neurons)} ({labels(neurons[:8]) or 'none'}{', ...' if len(neurons) > 8 else ''})")
     return "\n".join(lines)
