@@ -25,10 +25,16 @@ class ModelOptions(Options):
     dtype: str = option("auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 or float16")
     trust_remote_code: bool = option(False, help="allow a checkpoint's own modelling code to run (off by default: "
                                      "only architectures transformers ships)")
+    device_map: str | None = option(None, metavar="auto|balanced|JSON",
+                                    help="place layers over devices instead of --device: auto, balanced, or a JSON "
+                                    "object / .json file of module -> device (GPU index, \"cpu\", \"disk\")")
+    max_memory: str | None = option(None, metavar="DEV=SIZE,...",
+                                    help="per-device budget for --device-map, e.g. 0=70GiB,1=70GiB,cpu=200GiB")
 
     def check_device(self) -> None:
-        """--device and --dtype are known values (checked before anything loads)."""
-        from core.model.load import ModelLoadError, resolve_device, resolve_dtype
+        """--device, --dtype, --device-map and --max-memory are known values that agree (checked before anything
+        loads)."""
+        from core.model.load import ModelLoadError, check_placement, resolve_device, resolve_dtype
 
         try:
             device = resolve_device(self.device)
@@ -38,15 +44,49 @@ class ModelOptions(Options):
             resolve_dtype(self.dtype, device)
         except ModelLoadError as e:
             raise CliError(f"--dtype: {e}") from None
+        try:
+            check_placement(self.device, self.device_map, self.max_memory)
+        except ModelLoadError as e:
+            raise CliError(str(e)) from None  # the message starts with the option it is about
 
+
+
+@dataclass(kw_only=True)
+class EstimatedOptions(ModelOptions):
+    """Model options of a command that estimates its memory and time after loading (show_estimate)."""
+
+    dry_run: bool = option(False, help="print the memory and time estimate and exit")
 
 def load(args: ModelOptions):
-    from core.model.load import ModelLoadError, load_model
+    """The model of the model options, refused before loading when its weights alone cannot fit the device."""
+    from core.model.estimate import EstimateError, check_weights_fit
+    from core.model.load import ModelLoadError, load_model, resolve_checkpoint_dir, resolve_device, resolve_dtype
 
     try:
-        return load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+        checkpoint = resolve_checkpoint_dir(args.model)
+        device = resolve_device(args.device)
+        check_weights_fit(checkpoint, resolve_dtype(args.dtype, device), device,
+                          multi_device=args.device_map is not None)
+        return load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                          device_map=args.device_map, max_memory=args.max_memory)
+    except EstimateError as e:
+        raise CliError(str(e)) from None
     except ModelLoadError as e:
-        raise CliError(f"--model: {e}") from None
+        raise CliError(str(e) if str(e).startswith("--") else f"--model: {e}") from None
+
+
+def show_estimate(estimate, options: str, dry_run: bool) -> None:
+    """Print the estimate (to stdout for --dry-run, else to stderr with the progress bars, so stdout keeps only
+    results); refuse a run that cannot fit, naming `options` to change."""
+    import sys
+
+    from core.model.estimate import EstimateError, refuse_if_too_big
+
+    print(estimate.text(), file=sys.stdout if dry_run else sys.stderr)
+    try:
+        refuse_if_too_big(estimate, options)
+    except EstimateError as e:
+        raise CliError(str(e)) from None
 
 
 def load_prompts(paths: list[str]):

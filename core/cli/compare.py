@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from core.cli.common import load, load_prompts
+from core.cli.common import load, load_prompts, show_estimate
 from core.cli.discover import ScenarioOptions
 from core.cli.options import CliError, option
 
@@ -31,6 +31,8 @@ def run(args: Args) -> int:
     from core.data.files import write_text_atomic
     from core.data.prompts import select_split
     from core.evaluation.compare import compare, format_table
+    from core.evaluation.report import judging_length
+    from core.model.estimate import estimate_generation
     from core.model.fingerprint import fingerprint
 
     try:
@@ -48,6 +50,12 @@ def run(args: Args) -> int:
     except CircuitFileError as e:
         raise CliError(str(e)) from None
     scenario = args.scenario(model, circuit.scenario, all_prompts)
+    # compare() evaluates the full model, the learned circuit, --seeds random sets, attribution and magnitude.
+    estimate = estimate_generation(model, "compare", [p.prompt for p in prompts], 64,
+                                   judging_length(model.tokenizer, prompts), runs=args.seeds + 4)
+    show_estimate(estimate, "--verify-limit, --device-map/--max-memory or --dtype", args.dry_run)
+    if args.dry_run:
+        return 0
     rows = compare(model, circuit, scenario, prompts, seeds=args.seeds, progress=lambda m: print(m, flush=True))
     print(f"\n{circuit.name}: {circuit.summary()}; {len(prompts)} held-out prompts ({args.split} split)")
     print(format_table(rows, circuit.scenario))

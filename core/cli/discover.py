@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from core.cli.common import DEFAULT_PROMPTS, ModelOptions, load, load_prompts
+from core.cli.common import DEFAULT_PROMPTS, EstimatedOptions, load, load_prompts, show_estimate
 from core.cli.options import CliError, bad, option
 from core.scoring.learned import DiscoveryConfig
 
@@ -13,7 +13,7 @@ D = DiscoveryConfig  # the defaults live there; the options below only point at 
 
 
 @dataclass(kw_only=True)
-class ScenarioOptions(ModelOptions):
+class ScenarioOptions(EstimatedOptions):
     """The prompts a scenario is built from (shared by discover and compare)."""
 
     prompts: list[str] = option(default_factory=lambda: list(DEFAULT_PROMPTS), metavar="FILE",
@@ -77,6 +77,26 @@ behaviour and keeps the rest, then read out a binary circuit and verify it by ge
                                l0_pressure=self.l0_pressure, gate=self.gate, seed=self.seed)
 
 
+def _estimate(model, args: Args, config: DiscoveryConfig, prompts):
+    """Discovery's memory and time from a one-step probe at its longest teacher-forced sequence (the longest
+    training prompt plus its answer); `prompts` are the (behaviour, retain) sets of a custom scenario, else all."""
+    from core.data.prompts import select_split
+    from core.model.estimate import estimate_discovery
+    from core.model.generate import encode_prompts
+    from core.model.load import model_shape
+
+    if isinstance(prompts, tuple):
+        train = [p for prompt_set in prompts for p in prompt_set]
+    else:
+        train = list(select_split(prompts, "train", args.train_limit, args.seed))
+    answer = max([config.answer_tokens, *(len(model.tokenizer(p.target, add_special_tokens=False)["input_ids"])
+                                          for p in train if p.target)])
+    seq = max((len(ids) for ids in encode_prompts(model.tokenizer, [p.prompt for p in train])), default=0) + answer + 1
+    n_layers, n_heads, d_mlp = model_shape(model)
+    n_gates = n_layers * (n_heads * bool(config.head_budget) + d_mlp * bool(config.neuron_budget))
+    return estimate_discovery(model, config, seq, n_gates, args.steps)
+
+
 def run(args: Args) -> int:
     from tqdm import tqdm
 
@@ -88,6 +108,11 @@ def run(args: Args) -> int:
     prompts = load_prompts(args.prompts)  # every file is read before the model loads: bad ones fail fast
     custom = (load_prompts([args.behaviour]), load_prompts(args.retain)) if args.scenario_name == "custom" else None
     model = load(args)
+    config = args.config()
+    show_estimate(_estimate(model, args, config, custom or prompts), "--batch-size, --device-map/--max-memory or "
+                  "--dtype", args.dry_run)
+    if args.dry_run:
+        return 0
     try:
         if custom:
             scenario = custom_scenario(model, *custom)
@@ -98,7 +123,7 @@ def run(args: Args) -> int:
                 bar.set_postfix(loss=f"{log.loss:.3f}", behaviour=f"{log.behaviour:.3f}", retain=f"{log.retain:.3f}",
                                 heads=f"{log.heads_removed:.1%}", neurons=f"{log.neurons_removed:.2%}")
                 bar.update(1)
-            circuit = discover(model, scenario, args.config(), progress=show, model_path=args.model)
+            circuit = discover(model, scenario, config, progress=show, model_path=args.model)
     except DiscoveryError as e:
         raise CliError(str(e)) from None
     circuit.name = args.name or args.scenario_name

@@ -23,6 +23,7 @@ COMMANDS = [
     Command("compare", "core.cli.compare", "learned circuit vs random / attribution / magnitude baselines"),
     Command("tune", "core.cli.tune", "fine-tune only a circuit's weights (or all but them) and report before/after"),
     Command("report", "core.cli.report", "a circuit's report card: necessity, sufficiency, stability, cost curve"),
+    Command("export", "core.cli.export", "write an HF checkpoint with a circuit's zero ablation baked into it"),
 ]
 
 

@@ -54,7 +54,7 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
         kwargs: dict[str, Any] = {"dest": field.name, "help": field.metadata["help"].replace("%", "%%")}
         if field.metadata.get("metavar"):
             kwargs["metavar"] = field.metadata["metavar"]
-        default = _default(field)
+        default = default_of(field)
         if kind is bool:
             if default is not False:
                 raise TypeError(f"{cls.__name__}.{field.name}: a bool option must default to False (it is a flag)")
@@ -131,14 +131,15 @@ def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
     return kind, False
 
 
-def _default(field: dataclasses.Field) -> Any:
+def default_of(field: dataclasses.Field) -> Any:
+    """The field's default value (calling its default_factory)."""
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return field.default
 
 
 def _example(field: dataclasses.Field) -> Any:
-    default = _default(field)
+    default = default_of(field)
     if isinstance(default, int | float) and not isinstance(default, bool):
         return default
     return field.metadata["min"] if field.metadata.get("min") is not None else "a larger value"

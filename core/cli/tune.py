@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from core.cli.common import ModelOptions, load_prompts
+from core.cli.common import EstimatedOptions, load_prompts, show_estimate
 from core.cli.options import CliError, bad, option
 from core.tuning.options import MODES, OBJECTIVES, TuneConfig
 
@@ -13,7 +13,7 @@ T = TuneConfig  # the defaults live there; the options below only point at them
 
 
 @dataclass(kw_only=True)
-class Args(ModelOptions):
+class Args(EstimatedOptions):
     """Teacher-forced fine-tuning of a private copy of --model on the train split of --data, restricted by --mode to
 the circuit's weights (circuit-only), every weight but them (circuit-excluded), every weight (full) or random
 components of the circuit's size (random). Writes an HF checkpoint to --out with tune_report.json and the
@@ -59,7 +59,8 @@ before/after evaluations (test split of --eval)."""
         return TuneConfig(mode=self.mode, steps=self.steps, lr=self.lr, batch_size=self.batch_size, seed=self.seed,
                           objective=self.objective, refusal_text=self.refusal_text,
                           compliance_text=self.compliance_text, device=self.device, dtype=self.dtype,
-                          trust_remote_code=self.trust_remote_code)
+                          trust_remote_code=self.trust_remote_code, device_map=self.device_map,
+                          max_memory=self.max_memory)
 
 
 def _split(prompts, split: str, files: list[str], flag: str):
@@ -76,7 +77,8 @@ def run(args: Args) -> int:
     from tqdm import tqdm
 
     from core.circuit.circuit import CircuitFileError, load_circuit
-    from core.model.load import ModelLoadError
+    from core.model.estimate import EstimateError, estimate_training
+    from core.model.load import ModelLoadError, resolve_checkpoint_dir, resolve_device, resolve_dtype
     from core.tuning.options import TuneError
     from core.tuning.run import side_by_side, tune
 
@@ -90,6 +92,17 @@ def run(args: Args) -> int:
     eval_files = args.eval or args.data
     eval_prompts = _split(load_prompts(eval_files), args.eval_split, eval_files, "--eval-split")
     eval_prompts = eval_prompts.sample_per_family(args.eval_limit, seed=args.seed)
+    try:
+        device = resolve_device(args.device)
+        estimate = estimate_training(resolve_checkpoint_dir(args.model), resolve_dtype(args.dtype, device), device,
+                                     args.batch_size)
+    except (ModelLoadError, EstimateError) as e:
+        raise CliError(str(e)) from None
+    if args.device_map is not None:
+        estimate.available = None  # spread over devices by accelerate: no single budget to check against
+    show_estimate(estimate, "--dtype, --device-map/--max-memory or --mode", args.dry_run)
+    if args.dry_run:
+        return 0
     if circuit is not None and circuit.model.get("path") and circuit.model["path"] != args.model:
         print(f"note: circuit '{circuit.name}' was found on {circuit.model['path']}; only its shape has to match")
     bars: dict = {}

@@ -119,6 +119,17 @@ def parse_max_memory(value: str | dict | None) -> dict | None:
     return budget
 
 
+def check_placement(device: str | torch.device, device_map: str | dict | None,
+                    max_memory: str | dict | None) -> tuple[str | dict | None, dict | None]:
+    """--device-map and --max-memory parsed, and checked to agree with --device (before anything loads)."""
+    device_map, max_memory = parse_device_map(device_map), parse_max_memory(max_memory)
+    if max_memory is not None and device_map is None:
+        raise ModelLoadError("--max-memory caps what --device-map places on each device; add --device-map auto")
+    if device_map is not None and str(device).strip().lower() != "auto":
+        raise ModelLoadError("--device and --device-map both say where the model goes; pass only one")
+    return device_map, max_memory
+
+
 def _looks_like_hub_id(name: str) -> bool:
     # "owner/name" or "name"; anything with more parts, a leading ./ ~ or / is meant as a path.
     return not name.startswith((".", "/", "~")) and name.count("/") <= 1 and "\\" not in name
@@ -232,11 +243,7 @@ def load_model(
     own attention masks and never relies on this default.
     """
     checkpoint = resolve_checkpoint_dir(name_or_path)
-    device_map, max_memory = parse_device_map(device_map), parse_max_memory(max_memory)
-    if max_memory is not None and device_map is None:
-        raise ModelLoadError("--max-memory caps what --device-map places on each device; add --device-map auto")
-    if device_map is not None and str(device).strip().lower() != "auto":
-        raise ModelLoadError("--device and --device-map both say where the model goes; pass only one")
+    device_map, max_memory = check_placement(device, device_map, max_memory)
     torch_device = resolve_device(device)
     if device_map is not None and isinstance(device_map, str) and not torch.cuda.is_available():
         torch_device = torch.device("cpu")
