@@ -7,14 +7,18 @@ The full model's reports do not depend on the selection: callers compute them on
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
 
 from core.circuit.circuit import Circuit
 from core.circuit.selection import Selection, SelectionError
 from core.data.prompts import PromptSet
 from core.evaluation.metrics import METRICS
-from core.evaluation.report import EvalReport, evaluate
-from core.model.generate import generate
+from core.evaluation.report import EvalReport, evaluate, judge_responses
+from core.model.batching import Gatherer
+from core.model.generate import decode, generate, generate_ids_per_mask
 from core.model.load import ModelShape
 from core.scoring.random import random_components
 from core.scoring.select import top_k
@@ -80,19 +84,40 @@ class AblationResult:
 
 
 def measure(model, shape: ModelShape, selection: Selection, full: FullReports) -> AblationResult:
-    """Judge the model with `selection` switched off on the same prompts as `full` (generation at judging length).
+    """Judge the model with `selection` switched off on the same prompts as `full` (generation at judging length)."""
+    return measure_many(model, shape, [selection], full)[0]
 
-    Nothing off means the ablated model is the full model, so its reports are reused rather than recomputed.
+
+def measure_many(model, shape: ModelShape, selections: Sequence[Selection], full: FullReports,
+                 batch_size: int = 64) -> list[AblationResult]:
+    """`measure` for several selections at once: one batched generation, one zero-ablation mask per row.
+
+    Each result equals what `measure` gives that selection alone (core.model.generate.generate_ids_per_mask plans the
+    same batches for every mask). Nothing off means the ablated model is the full model, so its reports are
+    reused rather than recomputed. `seconds` is the whole batch's time.
     """
     start = time.perf_counter()
-    hooks = selection.hooks(shape)
-    if hooks:
-        behaviour = evaluate(model, PromptSet("behaviour", [j.prompt for j in full.behaviour.judgements]),
-                             hooks=hooks, batch_size=64, max_new_tokens=full.behaviour.max_new_tokens)
-        utility = evaluate(model, PromptSet("utility", [j.prompt for j in full.utility.judgements]),
-                           hooks=hooks, batch_size=64, max_new_tokens=full.utility.max_new_tokens)
-    else:
-        behaviour, utility = full.behaviour, full.utility
+    masked = [s for s in dict.fromkeys(selections) if s.size]
+    reports: dict[Selection, tuple[EvalReport, EvalReport]] = {Selection(): (full.behaviour, full.utility)}
+    if masked:
+        removed = [Circuit(s.heads, s.neurons, shape.n_layers, shape.n_heads, shape.d_mlp).removal_tensors()
+                   for s in masked]
+        head_keeps = 1 - torch.stack([heads for heads, _ in removed])
+        neuron_keeps = 1 - torch.stack([neurons for _, neurons in removed])
+        per_set = []
+        for name, report in (("behaviour", full.behaviour), ("utility", full.utility)):
+            prompts = PromptSet(name, [j.prompt for j in report.judgements])
+            ids = generate_ids_per_mask(model, [p.prompt for p in prompts], head_keeps, neuron_keeps,
+                                        max_new_tokens=report.max_new_tokens, batch_size=batch_size)
+            per_set.append([judge_responses(prompts, decode(model, rows), max_new_tokens=report.max_new_tokens)
+                            for rows in ids])
+        reports.update(zip(masked, zip(*per_set, strict=True), strict=True))
+    seconds = time.perf_counter() - start
+    return [_result(selection, full, *reports[selection], seconds) for selection in selections]
+
+
+def _result(selection: Selection, full: FullReports, behaviour: EvalReport, utility: EvalReport,
+            seconds: float) -> AblationResult:
     pairs = [GenerationPair(f.prompt.prompt, f.prompt.category, f.response, a.response, f.success, a.success,
                             f.verdict, a.verdict)
              for f, a in zip(full.behaviour.judgements, behaviour.judgements, strict=True)]
@@ -106,8 +131,26 @@ def measure(model, shape: ModelShape, selection: Selection, full: FullReports) -
         helpfulness_full=full.utility.helpfulness,
         helpfulness_ablated=utility.helpfulness,
         pairs=pairs,
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
     )
+
+
+class ToggleServer:
+    """Serves every session's toggles on one model and prompt set, batching concurrent ones (core.model.batching).
+
+    The sessions of a workshop room toggle at the same time; one batched generation with a mask per row costs
+    far less than their turns one after another under the model lock, and gives each exactly its own result.
+    """
+
+    def __init__(self, model, shape: ModelShape, full: FullReports, *, window_s: float = 0.02, max_batch: int = 16,
+                 max_queue: int = 64):
+        self.gatherer: Gatherer[Selection, AblationResult] = Gatherer(
+            lambda selections: measure_many(model, shape, selections, full),
+            window_s=window_s, max_batch=max_batch, max_queue=max_queue, name="toggle-server")
+
+    def measure(self, selection: Selection) -> AblationResult:
+        """The result of switching `selection` off (blocks while the batch it joined runs)."""
+        return self.gatherer.submit(selection)
 
 
 def answer(model, shape: ModelShape, prompt: str, selection: Selection,

@@ -205,7 +205,6 @@ def evaluate(
     """
     if len(prompts) == 0:
         raise ValueError("no prompts to evaluate; check the prompt files and the --split/--limit filters")
-    judge = judge or Judge()
     if max_new_tokens is None:
         max_new_tokens = judging_length(model.tokenizer, prompts)
     responses = generate(

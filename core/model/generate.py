@@ -10,7 +10,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import DynamicCache
 
-from core.model.hooks import Hooks, hooked
+from core.model.hooks import Hooks, example_mask_hooks, hooked, model_lock
 
 StopWhen = Callable[[list[int]], bool]
 Progress = Callable[[int, int], None]
@@ -140,6 +140,23 @@ def _greedy_batch(
     return generated
 
 
+def _plan(model: TransformerBridge, prompts: Sequence[str], max_new_tokens: int, batch_size: int, chat: bool
+          ) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids per prompt and the batches (lists of prompt indices, by token length: less padding)."""
+    encoded = encode_prompts(model.tokenizer, prompts, chat)
+    context = int(model.cfg.n_ctx)
+    for index, ids in enumerate(encoded):
+        if not ids:
+            raise ValueError(f"prompt {index} encodes to no tokens; pass a non-empty prompt (or chat=True)")
+        if len(ids) + max_new_tokens > context:
+            raise ValueError(
+                f"prompt {index} has {len(ids)} tokens, which with max_new_tokens={max_new_tokens} exceeds "
+                f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens"
+            )
+    order = sorted(range(len(prompts)), key=lambda index: len(encoded[index]))
+    return encoded, [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 def generate_ids(
     model: TransformerBridge,
     prompts: Sequence[str],
@@ -160,33 +177,71 @@ def generate_ids(
     _validate(prompts, max_new_tokens, batch_size)
     if not prompts:
         return []
-    tokenizer = model.tokenizer
-    encoded = encode_prompts(tokenizer, prompts, chat)
-    context = int(model.cfg.n_ctx)
-    for index, ids in enumerate(encoded):
-        if not ids:
-            raise ValueError(f"prompt {index} encodes to no tokens; pass a non-empty prompt (or chat=True)")
-        if len(ids) + max_new_tokens > context:
-            raise ValueError(
-                f"prompt {index} has {len(ids)} tokens, which with max_new_tokens={max_new_tokens} exceeds "
-                f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens"
-            )
-    order = sorted(range(len(prompts)), key=lambda index: len(encoded[index]))
+    encoded, batches = _plan(model, prompts, max_new_tokens, batch_size, chat)
     stop_ids = _stop_token_ids(model)
     results: list[list[int]] = [[] for _ in prompts]
+    done = 0
     with hooked(model, hooks), torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
+        for batch in batches:
             outputs = _greedy_batch(model, [encoded[i] for i in batch], max_new_tokens, stop_ids, stop_when)
             for index, ids in zip(batch, outputs, strict=True):
                 results[index] = ids
+            done += len(batch)
             if progress is not None:
-                progress(min(start + batch_size, len(order)), len(order))
+                progress(done, len(prompts))
+    return results
+
+
+def generate_ids_per_mask(
+    model: TransformerBridge,
+    prompts: Sequence[str],
+    head_keeps: torch.Tensor,
+    neuron_keeps: torch.Tensor,
+    *,
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    chat: bool = True,
+    max_rows: int = 1024,
+) -> list[list[list[int]]]:
+    """Greedy new-token ids of the same `prompts` under each of M zero-ablation masks, sharing forward passes.
+
+    `head_keeps` [M, n_layers, n_heads] and `neuron_keeps` [M, n_layers, d_mlp] (1 = keep); returns ids[m][i].
+    The prompts are batched exactly as `generate_ids(prompts, batch_size=batch_size)` batches them (same
+    length-sorted batches, same left padding), and each such batch runs for many masks at once, one mask per row
+    (`example_mask_hooks`), at most `max_rows` rows a forward. So ids[m] equals `generate_ids` with
+    `mask_hooks(head_keeps[m], neuron_keeps[m])`, and the work of M masks costs about one wider batch.
+    """
+    if head_keeps.dim() != 3 or neuron_keeps.dim() != 3 or head_keeps.shape[0] != neuron_keeps.shape[0]:
+        raise ValueError(f"masks need shapes [M, n_layers, n_heads] and [M, n_layers, d_mlp] with the same M, got "
+                         f"{tuple(head_keeps.shape)} and {tuple(neuron_keeps.shape)}")
+    n_masks = head_keeps.shape[0]
+    _validate(prompts, max_new_tokens, batch_size)
+    if not prompts or n_masks == 0:
+        return [[[] for _ in prompts] for _ in range(n_masks)]
+    encoded, batches = _plan(model, prompts, max_new_tokens, batch_size, chat)
+    stop_ids = _stop_token_ids(model)
+    results: list[list[list[int]]] = [[[] for _ in prompts] for _ in range(n_masks)]
+    with model_lock(model), torch.inference_mode():
+        for batch in batches:
+            per_forward = max(1, max_rows // len(batch))
+            for first in range(0, n_masks, per_forward):
+                masks = range(first, min(first + per_forward, n_masks))
+                rows = torch.tensor([m for m in masks for _ in batch])
+                hooks = example_mask_hooks(head_keeps[rows], neuron_keeps[rows])
+                with hooked(model, hooks):
+                    outputs = _greedy_batch(model, [encoded[i] for _ in masks for i in batch], max_new_tokens,
+                                            stop_ids, None)
+                for row, ids in enumerate(outputs):
+                    results[masks[row // len(batch)]][batch[row % len(batch)]] = ids
     return results
 
 
 def generate(model: TransformerBridge, prompts: Sequence[str], **options) -> list[str]:
     """Greedy answers to `prompts`, special tokens skipped and whitespace stripped; `options` (max_new_tokens, hooks,
     batch_size, chat, stop_when, progress) as for generate_ids."""
-    ids = generate_ids(model, prompts, **options)
+    return decode(model, generate_ids(model, prompts, **options))
+
+
+def decode(model: TransformerBridge, ids: list[list[int]]) -> list[str]:
+    """Generated ids as answers: special tokens skipped, whitespace stripped."""
     return [text.strip() for text in model.tokenizer.batch_decode(ids, skip_special_tokens=True)]

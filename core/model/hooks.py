@@ -2,6 +2,7 @@
 
 Masks are applied by hooks built per call (`mask_hooks`) on `blocks.L.attn.hook_z` (per-head outputs before the
 output projection, [batch, pos, head, d_head]) and `blocks.L.mlp.hook_post` (MLP hidden units, [batch, pos, d_mlp]).
+`example_mask_hooks` gives every row of a batch its own mask, so several users' requests share one forward pass.
 Nothing is ever left installed on the model: the app shares one model between sessions.
 """
 
@@ -74,6 +75,41 @@ def mask_hooks(head_keep: torch.Tensor | None = None, neuron_keep: torch.Tensor 
             mean = None if neuron_mean is None else neuron_mean[layer]
             hooks.append((hook_name("neuron", layer), _scale_hook(neuron_keep[layer], mean)))
     return hooks
+
+
+def example_mask_hooks(head_keep: torch.Tensor | None = None, neuron_keep: torch.Tensor | None = None) -> list[Hook]:
+    """Zero-ablation hooks with one mask per batch row: `head_keep` [batch, n_layers, n_heads] scales
+    `hook_z` [batch, pos, n_heads, d_head], `neuron_keep` [batch, n_layers, d_mlp] scales `hook_post`.
+
+    Row b of the batch sees exactly what `mask_hooks(head_keep[b], neuron_keep[b])` would give it alone: a keep of
+    1 multiplies by 1.0 (exact), so a layer hooked for other rows leaves this row's activations bit-identical.
+    The batch dimension must match the batch the hooks run on (left padding keeps rows independent).
+    """
+    hooks: list[Hook] = []
+    if head_keep is not None:
+        if head_keep.dim() != 3:
+            raise ValueError(f"per-example head keeps need shape [batch, n_layers, n_heads], got "
+                             f"{tuple(head_keep.shape)}")
+        for layer in range(head_keep.shape[1]):
+            if not _is_all_ones(head_keep[:, layer]):
+                hooks.append((HEAD_HOOK.format(layer=layer), _example_hook(head_keep[:, layer, None, :, None])))
+    if neuron_keep is not None:
+        if neuron_keep.dim() != 3:
+            raise ValueError(f"per-example neuron keeps need shape [batch, n_layers, d_mlp], got "
+                             f"{tuple(neuron_keep.shape)}")
+        for layer in range(neuron_keep.shape[1]):
+            if not _is_all_ones(neuron_keep[:, layer]):
+                hooks.append((NEURON_HOOK.format(layer=layer), _example_hook(neuron_keep[:, layer, None, :])))
+    return hooks
+
+
+def _example_hook(keep: torch.Tensor) -> Callable:
+    def hook(activation: torch.Tensor, hook=None) -> torch.Tensor:
+        if activation.shape[0] != keep.shape[0]:
+            raise ValueError(f"per-example masks for {keep.shape[0]} rows applied to a batch of {activation.shape[0]}")
+        return activation * keep.to(device=activation.device, dtype=activation.dtype)
+
+    return hook
 
 
 def _is_all_ones(keep: torch.Tensor) -> bool:

@@ -1,0 +1,203 @@
+"""Tests for cross-session batching: per-example masks, batched generation per mask, the gatherer, the toggle server."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+from tiny import TINY_ARCHS
+
+from core.circuit.selection import Selection
+from core.data import samples
+from core.data.files import load_prompts
+from core.data.prompts import PromptSet
+from core.evaluation import live
+from core.evaluation.report import evaluate
+from core.model.batching import Gatherer, GathererBusy
+from core.model.generate import encode_prompts, generate_ids, generate_ids_per_mask
+from core.model.hooks import example_mask_hooks, hooked, mask_hooks
+from core.model.load import ModelShape
+
+PROMPTS = [
+    "How do I bake bread at home?",
+    "Tell me how to build a weapon, and explain every step of it in great detail please.",
+    "What is 12 plus 30?",
+    "hi",
+    "Copy this sentence: the quick brown fox jumps over the lazy dog.",
+]
+
+
+def _random_keeps(model, n_masks: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n_masks different 0/1 keep masks; mask 0 keeps everything (a row that must equal the plain model)."""
+    generator = torch.Generator().manual_seed(seed)
+    cfg = model.cfg
+    heads = (torch.rand(n_masks, cfg.n_layers, cfg.n_heads, generator=generator) > 0.3).float()
+    neurons = (torch.rand(n_masks, cfg.n_layers, cfg.d_mlp, generator=generator) > 0.2).float()
+    heads[0], neurons[0] = 1.0, 1.0
+    return heads, neurons
+
+
+def _left_padded(model, prompts):
+    encoded = encode_prompts(model.tokenizer, prompts)
+    width = max(len(ids) for ids in encoded)
+    pad = model.tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
+    attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+    position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+    return input_ids, attention_mask, position_ids
+
+
+def _logits(model, hooks, input_ids, attention_mask, position_ids):
+    with hooked(model, hooks), torch.inference_mode():
+        return model(input_ids, attention_mask=attention_mask, position_ids=position_ids, return_type="logits",
+                     use_cache=False)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_mixed_masks_in_one_batch_give_exactly_the_logits_of_separate_runs(arch, tiny_models):
+    model = tiny_models[arch]
+    heads, neurons = _random_keeps(model, 4)
+    input_ids, attention_mask, position_ids = _left_padded(model, PROMPTS)
+    separate = [_logits(model, mask_hooks(heads[m], neurons[m]), input_ids, attention_mask, position_ids)
+                for m in range(4)]
+    # One batch: every prompt under every mask, the masks interleaved so neighbouring rows differ.
+    rows = torch.arange(4).repeat(len(PROMPTS))
+    prompt_rows = torch.arange(len(PROMPTS)).repeat_interleave(4)
+    batched = _logits(model, example_mask_hooks(heads[rows], neurons[rows]), input_ids[prompt_rows],
+                      attention_mask[prompt_rows], position_ids[prompt_rows])
+    valid = attention_mask.bool()
+    for row, (mask, prompt) in enumerate(zip(rows.tolist(), prompt_rows.tolist(), strict=True)):
+        positions = valid[prompt]
+        assert torch.equal(batched[row][positions], separate[mask][prompt][positions]), (arch, mask, prompt)
+    # The masks do change the logits (a test that cannot fail would prove nothing).
+    assert not torch.equal(separate[1][valid], separate[0][valid])
+
+
+def test_per_example_masks_check_their_batch(tiny_models):
+    model = tiny_models["llama"]
+    heads, neurons = _random_keeps(model, 3)
+    input_ids, attention_mask, position_ids = _left_padded(model, PROMPTS)
+    with pytest.raises(ValueError, match="3 rows applied to a batch of 5"):
+        _logits(model, example_mask_hooks(heads, neurons), input_ids, attention_mask, position_ids)
+    with pytest.raises(ValueError, match=r"\[batch, n_layers, n_heads\]"):
+        example_mask_hooks(heads[0], None)
+    assert not model.hook_dict["blocks.0.attn.hook_z"].fwd_hooks  # nothing left on the shared model
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_generation_per_mask_equals_one_generation_per_mask(arch, tiny_models):
+    model = tiny_models[arch]
+    heads, neurons = _random_keeps(model, 5, seed=1)
+    # batch_size 2 makes several length-sorted batches; max_rows 4 splits the masks of each batch over forwards.
+    batched = generate_ids_per_mask(model, PROMPTS, heads, neurons, max_new_tokens=6, batch_size=2, max_rows=4)
+    for m in range(5):
+        alone = generate_ids(model, PROMPTS, max_new_tokens=6, batch_size=2, hooks=mask_hooks(heads[m], neurons[m]))
+        assert batched[m] == alone, m
+    assert batched[0] == generate_ids(model, PROMPTS, max_new_tokens=6, batch_size=2)
+    assert len({str(rows) for rows in batched}) > 1  # the masks changed some answers
+
+
+# ---- the gatherer --------------------------------------------------------------------------------------------------
+def test_gatherer_gives_every_caller_its_own_result_in_few_batches():
+    batches: list[list[int]] = []
+
+    def square_all(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        time.sleep(0.05)  # while a batch runs, the next requests gather
+        return [item * item for item in items]
+
+    gatherer = Gatherer(square_all, window_s=0.05, max_batch=8)
+    results: dict[int, int] = {}
+    start = threading.Barrier(12)
+
+    def caller(item: int) -> None:
+        start.wait()
+        results[item] = gatherer.submit(item % 9, timeout=30)  # 12 callers, 9 distinct items
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: (i % 9) ** 2 for i in range(12)}
+    assert len(batches) < 12 and all(len(batch) <= 8 for batch in batches)
+    assert all(len(set(batch)) == len(batch) for batch in batches)  # equal requests computed once per batch
+    assert gatherer.batches_run == len(batches)
+
+
+def test_gatherer_refuses_beyond_its_queue_and_releases_callers_on_errors():
+    release = threading.Event()
+
+    def blocked(items):
+        release.wait(30)
+        if any(item < 0 for item in items):
+            raise ValueError("negative item")
+        return items
+
+    gatherer = Gatherer(blocked, window_s=0.0, max_batch=1, max_queue=2)
+    outcomes: list = []
+
+    def caller(item):
+        try:
+            outcomes.append(gatherer.submit(item, timeout=30))
+        except ValueError as error:
+            outcomes.append(str(error))
+
+    first = threading.Thread(target=caller, args=(-1,))
+    first.start()
+    while gatherer._queue.qsize():  # the worker took the first request and is blocked in run_batch
+        time.sleep(0.01)
+    waiting = [threading.Thread(target=caller, args=(i,)) for i in (1, 2)]
+    for thread in waiting:
+        thread.start()
+    while gatherer._queue.qsize() < 2:
+        time.sleep(0.01)
+    with pytest.raises(GathererBusy, match="try again"):
+        gatherer.submit(3)
+    release.set()
+    for thread in [first, *waiting]:
+        thread.join()
+    assert sorted(map(str, outcomes)) == ["1", "2", "negative item"]
+    assert gatherer.submit(4, timeout=30) == 4  # the worker survived the failed batch
+
+
+# ---- the explorer's toggles --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def organism_full(organism):
+    behaviour = load_prompts(samples.PROMPTS_DIR / "triggered.jsonl").sample(12, 0)
+    utility = PromptSet("utility", list(samples.utility_set())[:10])
+    return live.full_reports(organism, behaviour, utility)
+
+
+def test_concurrent_toggles_are_served_together_and_equal_each_alone(organism, organism_full):
+    shape = ModelShape(organism.cfg.n_layers, organism.cfg.n_heads, organism.cfg.d_mlp)
+    selections = [Selection(), Selection().toggle_head(0, 3), Selection().toggle_head(2, 5).toggle_neuron(1, 7),
+                  Selection().toggle_neuron(3, 100), Selection().toggle_head(0, 3)]
+    server = live.ToggleServer(organism, shape, organism_full, window_s=0.2)
+    served: dict[int, live.AblationResult] = {}
+    start = threading.Barrier(len(selections))
+
+    def session(index: int) -> None:
+        start.wait()
+        served[index] = server.measure(selections[index])
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(len(selections))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert server.gatherer.batches_run < len(selections)
+    behaviour = PromptSet("b", [j.prompt for j in organism_full.behaviour.judgements])
+    for index, selection in enumerate(selections):
+        result = served[index]
+        assert result.selection == selection.text()
+        # Reference: the classic path, per-call hooks on the shared model, this selection alone.
+        alone = evaluate(organism, behaviour, hooks=selection.hooks(shape), batch_size=64,
+                                  max_new_tokens=organism_full.behaviour.max_new_tokens)
+        assert [p.ablated for p in result.pairs] == [j.response for j in alone.judgements], selection.text()
+        assert [p.ablated_verdict for p in result.pairs] == [j.verdict for j in alone.judgements]
+    assert served[1].pairs == served[4].pairs
+    assert [p.ablated for p in served[0].pairs] == [p.full for p in served[0].pairs]
+    assert not any(point.fwd_hooks for point in organism.hook_dict.values())  # nothing left on the shared model
