@@ -7,11 +7,12 @@ view) and writes the state back to the URL after every run.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 import streamlit as st
 
-from explorer import state, ui
+from explorer import access, state, ui
 from explorer.views import circuit, compare, discover, model, playground, report, tour, tune
 
 PAGES = [
@@ -35,8 +36,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_known_args(argv)[0]
 
 
+@st.cache_resource
+def _start_up() -> int:
+    """Once per server process: remove scratch folders left by sessions that ended without cleanup."""
+    logging.basicConfig()
+    access.log.setLevel(logging.INFO)
+    removed = access.remove_stale()
+    access.log.info("removed %d stale scratch folders under %s", removed, access.scratch_root())
+    return removed
+
+
 def main() -> None:
     st.set_page_config(page_title="SafeSeek Explorer", page_icon=":material/policy:", layout="wide")
+    _start_up()
     args = parse_args(sys.argv[1:])
     names = tuple(url for _, _, url, _ in PAGES)
     state.init_session(dict(st.query_params.to_dict()), names, default_model=args.model)
@@ -49,11 +61,16 @@ def main() -> None:
     )
     state.update(page=navigation.url_path or start)  # the default page's url_path is ""
     for problem in st.session_state.url_problems:
-        st.warning(f"Link: {problem}")
+        st.warning(f"Link: {access.md(problem)}")
     st.session_state.url_problems = []  # shown once
     header = st.empty()
     try:
         navigation.run()
+    except Exception as e:  # st.stop() / st.rerun() are not Exceptions: they pass through
+        if access.is_admin():
+            raise  # the admin sees Streamlit's traceback
+        st.error(f"Something went wrong ({access.md(access.public_message(e))}); the details are in the server log.")
+        access.log.exception("page %s failed", navigation.url_path)
     finally:
         header.caption(ui.status_line())  # drawn last: it shows what the page loaded
         # Also after st.stop() in a page: the URL always shows what the page shows.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Collection, Sequence
 
 import plotly.graph_objects as go
@@ -17,7 +18,9 @@ FONT = dict(size=13)
 
 
 def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.0, xref="paper", xanchor="left"), height=height, font=FONT,
+    # Titles carry circuit names from files: plotly renders some HTML in text (links, bold), so escape it.
+    fig.update_layout(title=dict(text=html.escape(title), x=0.0, xref="paper", xanchor="left"), height=height,
+                      font=FONT,
                       margin=dict(l=60, r=20, t=70, b=50),
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     return fig
@@ -131,6 +134,7 @@ def overlap_map(a: Collection[tuple[int, int]], b: Collection[tuple[int, int]], 
                 kind: str, names: tuple[str, str]) -> go.Figure:
     """Which components two circuits share: a categorical map with words in the cells, not colour alone."""
     a, b = set(a), set(b)
+    shown = (html.escape(names[0]), html.escape(names[1]))  # from circuit files: shown as text
     z, text = [], []
     for layer in range(n_layers):
         row_z, row_text = [], []
@@ -148,7 +152,7 @@ def overlap_map(a: Collection[tuple[int, int]], b: Collection[tuple[int, int]], 
         z=z, x=list(range(width)), y=list(range(n_layers)), zmin=-0.5, zmax=3.5, colorscale=scale, text=text,
         texttemplate="%{text}", customdata=[[OVERLAP_LABELS[code] for code in row] for row in z],
         hovertemplate=f"L%{{y}}{kind}%{{x}}: %{{customdata}}<extra></extra>",
-        colorbar=dict(tickvals=[0, 1, 2, 3], ticktext=["neither", f"only A ({names[0]})", f"only B ({names[1]})",
+        colorbar=dict(tickvals=[0, 1, 2, 3], ticktext=["neither", f"only A ({shown[0]})", f"only B ({shown[1]})",
                                                         "both"], thickness=14),
     ))
     tick_step = 1 if width <= 32 else max(1, width // 16)

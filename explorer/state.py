@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import streamlit as st
@@ -14,8 +16,11 @@ from core.data import samples
 from core.data.paths import ASSETS_DIR, REPO_ROOT, SAMPLE_CIRCUITS_DIR
 from core.evaluation import live
 from core.evaluation.report import EvalReport, evaluate
+from core.model.cache import BudgetLRU
 from core.model.fingerprint import fingerprint
 from core.model.load import ModelLoadError, ModelShape, load_model, model_shape
+from explorer import access
+from explorer.access import md
 
 # Short names for the bundled checkpoints, so links stay short and work from any checkout.
 MODEL_ALIASES = {"organism": ASSETS_DIR / "organism", "aligned": ASSETS_DIR / "organism-aligned"}
@@ -25,6 +30,10 @@ DEFAULT_PAGE = "model"
 # larger ones get torch's default back. Process-wide, so the model loaded last decides.
 SMALL_MODEL_PARAMETERS = 50_000_000
 DEFAULT_THREADS = torch.get_num_threads()
+# Memory budgets of the shared caches (MiB; SAFESEEK_MODEL_BUDGET_MB / SAFESEEK_RESULTS_BUDGET_MB override them).
+MODEL_BUDGET_MB = 4096
+RESULTS_BUDGET_MB = 64
+SCRATCH_PREFIX = "scratch/"  # names of a session's own files (saved circuits, tuned checkpoints)
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ class DemoState:
     """Everything a shared link reopens; the page-local choices (sliders, second circuit) are not part of it."""
 
     model: str = DEFAULT_MODEL
-    circuit: str | None = None  # a circuit file: repo-relative ("sample_circuits/x.json") or absolute
+    circuit: str | None = None  # a circuit's name (access.circuit choices); admins may also give a file path
     selection: Selection = Selection()
     prompt_set: str = samples.DEFAULT_PROMPT_SET
     page: str = DEFAULT_PAGE
@@ -128,10 +137,47 @@ def resolve_ref(ref: str) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+# ---- what may be read: names for visitors, also paths for admins ---------------------------------------------------
+def _scratch_files(kind: str) -> dict[str, Path]:
+    return dict(st.session_state.get(f"scratch_{kind}", {}))
+
+
+def remember_scratch(kind: str, name: str, path: Path) -> str:
+    """Offer a file this session wrote into its scratch area ("circuits" or "models") under a name; the name."""
+    ref = f"{SCRATCH_PREFIX}{name}"
+    st.session_state[f"scratch_{kind}"] = {**_scratch_files(kind), ref: path}
+    return ref
+
+
+def model_choices() -> dict[str, Path]:
+    """Model name -> checkpoint folder: the bundled ones, those an admin listed, the session's tuned ones."""
+    return {**MODEL_ALIASES, **access.listed(access.MODELS_ENV), **_scratch_files("models")}
+
+
+def circuit_choices() -> dict[str, Path]:
+    """Circuit name -> file: the sample circuits, those an admin listed, the ones this session saved."""
+    samples = {relative_ref(path): path for path in sample_circuit_files()}
+    return {**samples, **access.listed(access.CIRCUITS_ENV), **_scratch_files("circuits")}
+
+
+def circuit_path(ref: str) -> Path:
+    """The file of a circuit name (visitors: only names on offer; admins: also any path)."""
+    choices = circuit_choices()
+    if ref in choices:
+        return choices[ref]
+    if access.is_admin():
+        return resolve_ref(ref)
+    raise access.AccessError(f"it is not offered on this server; pick a circuit by name on the Circuit page "
+                             f"({', '.join(choices) or 'none'}) or upload a circuit file")
+
+
 # ---- the shared model ------------------------------------------------------------------------------------------
 @dataclass
 class LoadedModel:
-    """One model shared by every session (never modify it: masks are passed per call as hooks)."""
+    """One model shared by every session (never modify it: masks are passed per call as hooks).
+
+    What is measured on it lives here too, so evicting the model from the cache frees all of it.
+    """
 
     spec: str
     path: str
@@ -139,18 +185,84 @@ class LoadedModel:
     fingerprint: dict
     shape: ModelShape
     parameters: int
+    bytes: int
+    device: str
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _full: dict = field(default_factory=dict, repr=False)  # prompt set -> live.FullReports
+    _servers: dict = field(default_factory=dict, repr=False)  # prompt set -> live.ToggleServer
+    _card: list = field(default_factory=list, repr=False)
+
+    def full_reports(self, prompt_set: str) -> live.FullReports:
+        """The full model's answers on a prompt set (computed once per model)."""
+        with self._lock:
+            if prompt_set not in self._full:
+                self._full[prompt_set] = live.full_reports(self.model, samples.eval_set(prompt_set),
+                                                               samples.utility_set())
+            return self._full[prompt_set]
+
+    def toggle_server(self, prompt_set: str) -> live.ToggleServer:
+        """The server batching every session's toggles on this model and prompt set."""
+        full = self.full_reports(prompt_set)
+        with self._lock:
+            if prompt_set not in self._servers:
+                self._servers[prompt_set] = live.ToggleServer(self.model, self.shape, full)
+            return self._servers[prompt_set]
+
+    def behaviour_card(self) -> EvalReport:
+        with self._lock:
+            if not self._card:
+                self._card.append(evaluate(self.model, samples.card_set(), batch_size=64, model_name=self.spec,
+                                           fingerprint=self.fingerprint))
+            return self._card[0]
+
+
+def _budget(variable: str, default_mb: int) -> int:
+    try:
+        return int(float(os.environ.get(variable, default_mb)) * 2**20)
+    except ValueError:
+        return default_mb * 2**20
+
+
+@st.cache_resource
+def _models() -> BudgetLRU:
+    """The loaded models (the least recently used go first when their weights exceed the memory budget)."""
+    return BudgetLRU(_budget("SAFESEEK_MODEL_BUDGET_MB", MODEL_BUDGET_MB), size_of=lambda loaded: loaded.bytes)
+
+
+@st.cache_resource
+def _results() -> BudgetLRU:
+    """Measured toggles shared by every session, bounded by the size of their answers."""
+    return BudgetLRU(_budget("SAFESEEK_RESULTS_BUDGET_MB", RESULTS_BUDGET_MB), size_of=_result_bytes)
+
+
+def _result_bytes(result: live.AblationResult | str) -> int:
+    if isinstance(result, str):
+        return 256 + 2 * len(result)
+    return 512 + sum(2 * (len(p.prompt) + len(p.full) + len(p.ablated)) + 256 for p in result.pairs)
 
 
 def model_path(spec: str) -> str:
-    return str(MODEL_ALIASES.get(spec, spec))
+    """The checkpoint of a model name (visitors: only names on offer; admins: also any folder or hub id)."""
+    choices = model_choices()
+    if spec in choices:
+        return str(choices[spec])
+    if access.is_admin():
+        return spec
+    raise access.AccessError(f"it is not offered on this server; choose one of {', '.join(choices)} on the "
+                             "Model page")
 
 
-@st.cache_resource(max_entries=3, show_spinner="Loading the model...")
 def _load(spec: str, device: str) -> LoadedModel:
-    model = load_model(model_path(spec), device=device)
-    parameters = sum(p.numel() for p in model.original_model.parameters())
-    torch.set_num_threads(1 if parameters < SMALL_MODEL_PARAMETERS else DEFAULT_THREADS)
-    return LoadedModel(spec, model_path(spec), model, fingerprint(model), model_shape(model), parameters)
+    path = model_path(spec)
+
+    def load() -> LoadedModel:
+        model = load_model(path, device=device)
+        parameters = sum(p.numel() for p in model.original_model.parameters())
+        size = sum(p.numel() * p.element_size() for p in model.original_model.parameters())
+        torch.set_num_threads(1 if parameters < SMALL_MODEL_PARAMETERS else DEFAULT_THREADS)
+        return LoadedModel(spec, path, model, fingerprint(model), model_shape(model), parameters, size, device)
+
+    return _models().get((path, device), load)
 
 
 def device() -> str:
@@ -161,6 +273,8 @@ def device() -> str:
 def canonical_model(spec: str) -> str:
     """The short name of a bundled checkpoint given by path ("organism"), so links stay short; else `spec`."""
     spec = spec.strip()
+    if spec in model_choices() or not access.is_admin():  # a visitor's text is a name, never looked up on disk
+        return spec
     path = Path(spec).expanduser()
     for alias, alias_path in MODEL_ALIASES.items():
         if spec == alias or (path.exists() and path.resolve() == alias_path.resolve()):
@@ -178,11 +292,13 @@ def current_model() -> LoadedModel | None:
     """The demo's model (cached per process); None, with the error shown, when it cannot be loaded."""
     spec = demo().model
     try:
-        return _load(spec, device())
-    except ModelLoadError as e:
-        st.error(f"Cannot load model {spec!r}: {e}")
+        with st.spinner("Loading the model..."):
+            return _load(spec, device())
+    except (ModelLoadError, access.AccessError) as e:
+        st.error(f"Cannot load model {md(repr(spec))}: {md(access.public_message(e))}")
     except torch.OutOfMemoryError:
-        st.error(f"Not enough memory to load {spec!r}; pick a smaller model or run with `-- --device cpu`.")
+        st.error(f"Not enough memory to load {md(repr(spec))}; pick a smaller model or run with "
+                 "`-- --device cpu`.")
     return None
 
 
@@ -196,37 +312,44 @@ def require_model() -> LoadedModel:
 
 
 # ---- cached measurements (the full model's never change; ablated ones are keyed by the selection) ----------------
-@st.cache_resource(max_entries=8, show_spinner="Running the full model on the held-out prompts...")
 def full_reports(spec: str, device: str, prompt_set: str) -> live.FullReports:
-    loaded = _load(spec, device)
-    return live.full_reports(loaded.model, samples.eval_set(prompt_set), samples.utility_set())
+    with st.spinner("Running the full model on the held-out prompts..."):
+        return _load(spec, device).full_reports(prompt_set)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Measuring the model's behaviour on a held-out sample...")
 def behaviour_card(spec: str, device: str) -> EvalReport:
-    loaded = _load(spec, device)
-    return evaluate(loaded.model, samples.card_set(), batch_size=64, model_name=spec,
-                    fingerprint=loaded.fingerprint)
+    with st.spinner("Measuring the model's behaviour on a held-out sample..."):
+        return _load(spec, device).behaviour_card()
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
 def ablation_result(spec: str, device: str, prompt_set: str, selection_text: str) -> live.AblationResult:
-    """The ablated model's results for one selection; shared by every session (the model is deterministic)."""
+    """The ablated model's results for one selection; shared by every session (the model is deterministic).
+
+    Concurrent sessions' toggles are measured together in one batched run (LoadedModel.toggle_server).
+    """
     loaded = _load(spec, device)
-    full = full_reports(spec, device, prompt_set)
-    return live.measure(loaded.model, loaded.shape, parse_components(selection_text, loaded.shape), full)
+    selection = parse_components(selection_text, loaded.shape)
+    server = loaded.toggle_server(prompt_set)
+    return _results().get((loaded.path, device, prompt_set, selection.text()), lambda: server.measure(selection))
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
 def free_text_answer(spec: str, device: str, prompt: str, selection_text: str) -> str:
+    """The answer to a typed prompt (at most access.limits().prompt_chars characters)."""
+    limit = access.limits().prompt_chars
+    if len(prompt) > limit:
+        raise access.AccessError(f"the prompt has {len(prompt)} characters; type at most {limit}")
     loaded = _load(spec, device)
-    return live.answer(loaded.model, loaded.shape, prompt, parse_components(selection_text, loaded.shape))
+    tokens = min(live.FREE_TEXT_TOKENS, access.limits().new_tokens)
+    selection = parse_components(selection_text, loaded.shape)
+    return _results().get((loaded.path, device, "free text", prompt, selection.text(), tokens),
+                          lambda: live.answer(loaded.model, loaded.shape, prompt, selection, tokens))
 
 
 # ---- the demo's circuit ----------------------------------------------------------------------------------------
-def read_circuit_file(path: str | Path, loaded: LoadedModel) -> tuple[Circuit, list[str]]:
-    """A circuit file checked against the model: (circuit, warnings); CircuitFileError when unusable."""
-    circuit = load_circuit(resolve_ref(str(path)))
+def read_circuit_file(ref: str, loaded: LoadedModel) -> tuple[Circuit, list[str]]:
+    """A circuit by name (admins: or path) checked against the model: (circuit, warnings); CircuitFileError or
+    access.AccessError when unusable. Files over access.MAX_CIRCUIT_BYTES are refused unread."""
+    circuit = load_circuit(circuit_path(str(ref)), max_bytes=access.MAX_CIRCUIT_BYTES)
     return circuit, check_compatible(circuit, loaded.fingerprint)
 
 
@@ -237,19 +360,20 @@ def current_circuit(loaded: LoadedModel) -> Circuit | None:
     if ref and st.session_state.circuit_loaded_from != ref:
         try:
             circuit, notes = read_circuit_file(ref, loaded)
-        except CircuitFileError as e:
-            st.error(f"Cannot use circuit {ref!r}: {e}")
+        except (CircuitFileError, access.AccessError) as e:
+            # The link's value only by its last part: a visitor's path is not echoed back.
+            st.error(f"Cannot use circuit {md(repr(Path(ref).name))}: {md(access.public_message(e))}")
             set_circuit(None, None)
             return None
         for note in notes:
-            st.warning(note)
+            st.warning(md(access.public_message(note)))
         st.session_state.circuit_obj = circuit
         st.session_state.circuit_loaded_from = ref
     if circuit is not None:
         try:
             check_shape(circuit, loaded.shape)
         except CircuitFileError as e:
-            st.error(f"Cannot use circuit '{circuit.name}': {e}")
+            st.error(f"Cannot use circuit {md(repr(circuit.name))}: {md(access.public_message(e))}")
             set_circuit(None, None)
             return None
     return circuit
@@ -261,7 +385,7 @@ def valid_selection(loaded: LoadedModel) -> Selection:
     try:
         return parse_components(selection.text(), loaded.shape)
     except SelectionError as e:
-        st.error(f"Switched-off components were reset: {e}")
+        st.error(f"Switched-off components were reset: {md(e)}")
         set_selection(Selection())
         return Selection()
 

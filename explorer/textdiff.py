@@ -42,7 +42,8 @@ def highlight(full: str, ablated: str) -> tuple[str, str]:
 
 def comparison_table(rows: list[tuple[str, str, str, str, str]]) -> str:
     """An HTML table of (prompt, full answer, ablated answer, full verdict, ablated verdict): the differences in
-    the answers highlighted, a changed verdict in bold."""
+    the answers highlighted, a changed verdict in bold. Every text is escaped and kept on one line, so the table
+    stays one HTML block that markdown leaves alone."""
     lines = ['<table style="width:100%;border-collapse:collapse;font-size:0.9rem">',
              "<thead><tr><th style='text-align:left'>Prompt</th><th style='text-align:left'>Full model</th>"
              "<th style='text-align:left'>Components off</th></tr></thead><tbody>"]
@@ -53,7 +54,7 @@ def comparison_table(rows: list[tuple[str, str, str, str, str]]) -> str:
             shown_verdict = f"<b>{shown_verdict} (was {html.escape(full_verdict)})</b>"
         lines.append(
             "<tr style='border-top:1px solid #ccc'>"
-            f"<td style='vertical-align:top;padding:4px'>{html.escape(prompt)}</td>"
+            f"<td style='vertical-align:top;padding:4px'>{html.escape(' '.join(prompt.split()))}</td>"
             f"<td style='vertical-align:top;padding:4px'>{full_html}<br><small>{html.escape(full_verdict)}"
             "</small></td>"
             f"<td style='vertical-align:top;padding:4px'>{ablated_html}<br><small>{shown_verdict}</small></td></tr>")

@@ -14,14 +14,16 @@ import torch
 from core.circuit.circuit import Circuit, CircuitFileError, check_compatible
 from core.circuit.selection import SelectionError
 from core.data.files import PromptFileError
+from core.model.batching import GathererBusy
 from core.model.load import ModelLoadError
 from core.scoring.scenario import DiscoveryError
-from explorer import export, state
+from explorer import access, export, state
+from explorer.access import md
 
 # Problems a user can cause and fix (core raises ValueError for bad inputs, OSError for unwritable paths);
-# anything else is a bug and keeps Streamlit's traceback.
+# anything else is a bug and keeps Streamlit's traceback (in admin mode; visitors see one line, see app.py).
 USER_ERRORS = (ModelLoadError, CircuitFileError, PromptFileError, DiscoveryError, SelectionError,
-               export.ExportError, ValueError, OSError)
+               export.ExportError, access.AccessError, GathererBusy, ValueError, OSError)
 
 
 @contextlib.contextmanager
@@ -33,18 +35,20 @@ def guard(action: str) -> Iterator[None]:
         st.error(f"Out of memory while {action}. Use fewer prompts or steps, a smaller model, or restart the app "
                  "with `-- --device cpu`.")
     except USER_ERRORS as e:
-        st.error(f"Could not finish {action}: {e}")
+        st.error(f"Could not finish {md(action)}: {md(access.public_message(e))}")
 
 
 def status_line() -> str:
     """One line saying what the demo shows: model, circuit, switched-off components, prompt set."""
     demo = state.demo()
     circuit = st.session_state.get("circuit_obj")
-    parts = [f"model **{demo.model}**",
-             f"circuit **{circuit.name}**" if circuit is not None else
-             f"circuit `{demo.circuit}`" if demo.circuit else "no circuit",
+    parts = [f"model **{md(demo.model)}**",
+             f"circuit **{md(circuit.name)}**" if circuit is not None else
+             f"circuit {md(demo.circuit)}" if demo.circuit else "no circuit",
              f"switched off: `{demo.selection.text()}`" if demo.selection.size else "nothing switched off",
-             f"prompts: {demo.prompt_set}"]
+             f"prompts: {md(demo.prompt_set)}"]
+    if not access.is_admin():
+        parts.append("visitor mode")
     return " · ".join(parts)
 
 
@@ -58,8 +62,7 @@ def circuit_options(include_current: bool = True) -> dict[str, str | None]:
     current = st.session_state.get("circuit_obj")
     if current is not None and include_current:
         options[f"current: {current.name} ({state.demo().circuit or 'not saved'})"] = state.demo().circuit or ""
-    for path in state.sample_circuit_files():
-        ref = state.relative_ref(path)
+    for ref in state.circuit_choices():
         if ref != state.demo().circuit:
             options[ref] = ref
     options[UPLOAD] = None
@@ -68,17 +71,21 @@ def circuit_options(include_current: bool = True) -> dict[str, str | None]:
 
 def read_upload(uploaded, loaded: state.LoadedModel) -> Circuit | None:
     """An uploaded circuit file, checked against the model; None (with the error shown) when unusable."""
+    if uploaded.size > access.MAX_CIRCUIT_BYTES:
+        st.error(f"{md(uploaded.name)} is {uploaded.size / 2**20:.1f} MiB; circuit files are at most "
+                 f"{access.MAX_CIRCUIT_BYTES / 2**20:.0f} MiB here.")
+        return None
     try:
         text = uploaded.getvalue().decode("utf-8")
     except UnicodeDecodeError:
-        st.error(f"{uploaded.name} is not a UTF-8 text file; upload the circuit JSON written by SafeSeek.")
+        st.error(f"{md(uploaded.name)} is not a UTF-8 text file; upload the circuit JSON written by SafeSeek.")
         return None
     try:
         circuit = Circuit.from_json(text, source=uploaded.name)
         for note in check_compatible(circuit, loaded.fingerprint):
-            st.warning(note)
+            st.warning(md(access.public_message(note)))
     except CircuitFileError as e:
-        st.error(f"Cannot use {uploaded.name}: {e}")
+        st.error(f"Cannot use {md(uploaded.name)}: {md(access.public_message(e))}")
         return None
     return circuit
 
@@ -108,11 +115,11 @@ def pick_circuit(loaded: state.LoadedModel, key: str, label: str,
         return st.session_state.circuit_obj, ref
     try:
         circuit, notes = state.read_circuit_file(ref, loaded)
-    except CircuitFileError as e:
-        st.error(f"Cannot use {ref}: {e}")
+    except (CircuitFileError, access.AccessError) as e:
+        st.error(f"Cannot use {md(ref)}: {md(access.public_message(e))}")
         return None, None
     for note in notes:
-        st.warning(note)
+        st.warning(md(access.public_message(note)))
     return circuit, ref
 
 
@@ -139,7 +146,7 @@ def figure_downloads(fig: go.Figure, name: str, key: str) -> None:
     probe = png_probe()
     problem = probe.result() if probe.done() else None
     if problem:
-        left.caption(f"PNG export unavailable: {problem}")
+        left.caption(f"PNG export unavailable: {md(access.public_message(problem))}")
     else:
         left.download_button("Download PNG", data=lambda: export.figure_png(fig), file_name=f"{name}.png",
                              mime="image/png", key=f"{key}-png", on_click="ignore", icon=":material/image:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +55,20 @@ def plotly_figures(at: AppTest) -> list[dict]:
     return [decode_arrays(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
 
 
-def texts(at: AppTest, kind: str) -> list[str]:
-    """The values of every element of one kind (error, warning, markdown, caption, ...)."""
+def raw_texts(at: AppTest, kind: str) -> list[str]:
+    """The markdown source of every element of one kind (error, warning, markdown, caption, ...)."""
     return [str(element.value) for element in at.get(kind)]
+
+
+def shown(markdown: str) -> str:
+    """The text a markdown renderer shows for backslash-escaped characters (explorer.access.md escapes them; it also
+    puts invisible word joiners into URLs)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")  # and the invisible joiners
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    """The values of every element of one kind (error, warning, markdown, caption, ...), as shown (unescaped)."""
+    return [shown(text) for text in raw_texts(at, kind)]
 
 
 def metric_values(at: AppTest) -> dict[str, str]:

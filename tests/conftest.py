@@ -49,3 +49,10 @@ def organism():
     if not (ORGANISM_DIR / "config.json").is_file():
         pytest.skip(f"the organism checkpoint is not built yet ({ORGANISM_DIR} has no config.json)")
     return load_model(ORGANISM_DIR, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def admin_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests use the explorer as its admin (full access to paths, as before visitor mode existed); visitor-mode
+    tests set SAFESEEK_ADMIN=0 themselves."""
+    monkeypatch.setenv("SAFESEEK_ADMIN", "1")

@@ -163,6 +163,16 @@ def test_gatherer_refuses_beyond_its_queue_and_releases_callers_on_errors():
     assert gatherer.submit(4, timeout=30) == 4  # the worker survived the failed batch
 
 
+def test_an_idle_gatherer_lets_its_worker_go_and_starts_one_again():
+    gatherer = Gatherer(lambda items: [item + 1 for item in items], window_s=0.0, idle_s=0.05)
+    assert gatherer.submit(1, timeout=30) == 2
+    deadline = time.monotonic() + 10
+    while gatherer._worker is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert gatherer._worker is None  # no thread (and nothing run_batch refers to) kept alive while idle
+    assert gatherer.submit(2, timeout=30) == 3
+
+
 # ---- the explorer's toggles --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def organism_full(organism):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from core.circuit.component import Component, ComponentError, components
-from core.data.files import write_text_atomic
+from core.data.files import oversize, write_text_atomic
 from core.model.load import ModelShape
 
 SCHEMA_VERSION = 1
@@ -153,12 +153,15 @@ def _check_integers(data: dict, source: str) -> None:
                                        f"{json.dumps(item)}")
 
 
-def load_circuit(path: str | Path) -> Circuit:
-    """Read a circuit file; errors name the file and what is wrong with it."""
+def load_circuit(path: str | Path, max_bytes: int | None = None) -> Circuit:
+    """Read a circuit file; errors name the file and what is wrong with it. A file larger than `max_bytes` is
+    refused before it is read."""
     path = Path(path)
     if not path.is_file():
         raise CircuitFileError(f"no circuit file at {path}; pass the path of a JSON file written by "
                                f"`safeseek discover` (see sample_circuits/)")
+    if (problem := oversize(path, max_bytes)) is not None:
+        raise CircuitFileError(f"{path} {problem}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

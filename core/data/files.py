@@ -30,11 +30,12 @@ class PromptFileError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
-def load_prompts(path: str | Path, *, label: str | None = None) -> PromptSet:
+def load_prompts(path: str | Path, *, label: str | None = None, max_bytes: int | None = None) -> PromptSet:
     """Read a `.jsonl` prompt file or an AdvBench-style `.csv` (`goal,target`).
 
     `label`, when given, is the label of every prompt in the file (it overrides the file's own).
-    CSV prompts are labelled "harmful" by default and take the file stem as their category.
+    CSV prompts are labelled "harmful" by default and take the file stem as their category. A file larger than
+    `max_bytes` is refused before it is read.
     """
     path = Path(path)
     if label is not None and label not in LABELS:
@@ -47,7 +48,7 @@ def load_prompts(path: str | Path, *, label: str | None = None) -> PromptSet:
             f"unknown file type {path.suffix or '(none)'!r}; use a .jsonl prompt file or an "
             "AdvBench-style .csv with columns goal,target",
         )
-    text = _read_utf8(path)
+    text = _read_utf8(path, max_bytes)
     if suffix == ".jsonl":
         prompts = _parse_jsonl(path, text, label)
     else:
@@ -57,9 +58,9 @@ def load_prompts(path: str | Path, *, label: str | None = None) -> PromptSet:
     return PromptSet(path.stem, prompts)
 
 
-def load_prompt_sets(paths: Iterable[str | Path]) -> PromptSet:
+def load_prompt_sets(paths: Iterable[str | Path], max_bytes: int | None = None) -> PromptSet:
     """Load several prompt files into one set, in the order given; its name joins the file stems."""
-    sets = [load_prompts(p) for p in paths]
+    sets = [load_prompts(p, max_bytes=max_bytes) for p in paths]
     if not sets:
         raise ValueError("no prompt files given; pass at least one .jsonl or .csv file")
     return PromptSet("+".join(s.name for s in sets), [p for s in sets for p in s.prompts])
@@ -143,7 +144,22 @@ def current_umask() -> int:
     return mask
 
 
-def _read_utf8(path: Path) -> str:
+def oversize(path: Path, max_bytes: int | None) -> str | None:
+    """Why a file is too large to read (None when it is not, or missing): checked before reading any of it."""
+    if max_bytes is None:
+        return None
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if size <= max_bytes:
+        return None
+    return f"is {size / 2**20:.1f} MiB, more than the {max_bytes / 2**20:.1f} MiB allowed here; use a smaller file"
+
+
+def _read_utf8(path: Path, max_bytes: int | None = None) -> str:
+    if (problem := oversize(path, max_bytes)) is not None:
+        raise PromptFileError(path, None, problem)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

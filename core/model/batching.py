@@ -38,12 +38,13 @@ class Gatherer(Generic[Item, Result]):
     """
 
     def __init__(self, run_batch: Callable[[list[Item]], Sequence[Result]], *, window_s: float = 0.02,
-                 max_batch: int = 16, max_queue: int = 64, name: str = "gatherer"):
+                 max_batch: int = 16, max_queue: int = 64, idle_s: float = 30.0, name: str = "gatherer"):
         if max_batch < 1 or max_queue < 1 or window_s < 0:
             raise ValueError("a gatherer needs max_batch >= 1, max_queue >= 1 and window_s >= 0")
         self.run_batch = run_batch
         self.window_s = window_s
         self.max_batch = max_batch
+        self.idle_s = idle_s
         self.name = name
         self._queue: queue.Queue[_Request] = queue.Queue(maxsize=max_queue)
         self._worker: threading.Thread | None = None
@@ -63,13 +64,25 @@ class Gatherer(Generic[Item, Result]):
 
     def _ensure_worker(self) -> None:
         with self._start_lock:
-            if self._worker is None or not self._worker.is_alive():
+            if self._worker is None:
                 # A daemon: a waiting worker must never keep the server process alive.
                 self._worker = threading.Thread(target=self._serve, name=self.name, daemon=True)
                 self._worker.start()
 
-    def _gather(self) -> list[_Request]:
-        batch = [self._queue.get()]
+    def _first(self) -> _Request | None:
+        """The next request, or None when none came for idle_s and the worker may end (so an unused gatherer
+        holds no thread, and what run_batch refers to, such as a model, can be freed)."""
+        while True:
+            try:
+                return self._queue.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._start_lock:  # submit() puts before it checks for a worker: no request is stranded
+                    if self._queue.empty():
+                        self._worker = None
+                        return None
+
+    def _gather(self, first: _Request) -> list[_Request]:
+        batch = [first]
         deadline = time.monotonic() + self.window_s
         while len(batch) < self.max_batch:
             remaining = deadline - time.monotonic()
@@ -80,8 +93,8 @@ class Gatherer(Generic[Item, Result]):
         return batch
 
     def _serve(self) -> None:
-        while True:
-            batch = self._gather()
+        while (first := self._first()) is not None:
+            batch = self._gather(first)
             distinct = list(dict.fromkeys(request.item for request in batch))
             try:
                 results = list(self.run_batch(distinct))

@@ -10,6 +10,7 @@ from core.circuit.component import Component
 from core.evaluation.metrics import format_percent
 from core.scoring.select import top_k
 from explorer import figures, state, ui
+from explorer.access import md
 from explorer.views import report
 
 
@@ -34,7 +35,7 @@ def render() -> None:
 
 
 def _summary(circuit: Circuit) -> None:
-    st.subheader(f"'{circuit.name}' ({circuit.scenario})")
+    st.subheader(f"{md(repr(circuit.name))} ({md(circuit.scenario)})")
     fractions = circuit.fractions()
     columns = st.columns(4)
     columns[0].metric("Heads", len(circuit.heads), help=f"{fractions['heads']:.2%} of all heads")

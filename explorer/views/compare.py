@@ -11,6 +11,7 @@ from core.evaluation.compare import compare
 from core.evaluation.metrics import RATE_NAMES, format_percent, scenario_rates
 from core.scoring.scenario import scenario_from_prompts
 from explorer import figures, state, ui
+from explorer.access import md
 
 
 def render() -> None:
@@ -20,13 +21,14 @@ def render() -> None:
     if circuit is None:
         st.info("Load a circuit on the **Circuit** page (or find one on **Discover**) to compare it.")
         return
-    st.write(f"Circuit **{circuit.name}** ({circuit.scenario}): {circuit.summary()}. Each baseline removes the "
+    st.write(f"Circuit **{md(circuit.name)}** ({md(circuit.scenario)}): {circuit.summary()}. Each baseline removes the "
              "same number of heads and neurons: random sets (mean over seeds), gradient x activation attribution, "
              "and activation magnitude x output-weight norm (Wanda-style). All are judged by generation on held-out "
              "prompts.")
     if circuit.scenario not in ("backdoor", "alignment"):
         st.warning("Baselines are built from the backdoor and alignment scenarios of the bundled prompt sets; this "
-                   f"circuit's scenario is '{circuit.scenario}'. Discover a backdoor or alignment circuit to compare.")
+                   f"circuit's scenario is {md(repr(circuit.scenario))}. Discover a backdoor or alignment circuit to "
+                   "compare.")
         return
     columns = st.columns(3)
     seeds = int(columns[0].number_input("Random seeds", 1, 20, 5, key="compare-seeds"))

@@ -15,7 +15,8 @@ from core.evaluation.metrics import format_percent
 from core.evaluation.verify import verify
 from core.scoring.learned import DiscoveryConfig, StepLog, discover
 from core.scoring.scenario import custom_scenario, scenario_from_prompts
-from explorer import figures, state, ui
+from explorer import access, figures, state, ui
+from explorer.access import md
 
 SCENARIOS = {
     "backdoor": "Backdoor: what makes triggered requests get answered (removing it should restore refusals)",
@@ -26,11 +27,22 @@ CHART_UPDATES = 20  # the live chart is redrawn about this many times per run
 
 
 def uploaded_prompts(files) -> PromptSet:
-    """Uploaded .jsonl/.csv prompt files as one PromptSet (core.data reads files, so they go through a temp dir)."""
+    """Uploaded .jsonl/.csv prompt files as one PromptSet (core.data reads files, so they go through a temp dir).
+
+    Files over access.MAX_PROMPT_FILE_BYTES are refused before anything is written; the uploaded name is used
+    only for its stem and suffix, never as a path.
+    """
+    for uploaded in files:
+        if uploaded.size > access.MAX_PROMPT_FILE_BYTES:
+            raise access.AccessError(f"{uploaded.name} is {uploaded.size / 2**20:.1f} MiB; prompt files are at most "
+                                     f"{access.MAX_PROMPT_FILE_BYTES / 2**20:.0f} MiB here")
     with tempfile.TemporaryDirectory() as folder:
         paths = []
-        for uploaded in files:
-            path = Path(folder) / Path(uploaded.name).name
+        for number, uploaded in enumerate(files):
+            name = Path(uploaded.name)
+            stem = access.NAME.match(name.stem) and name.stem or f"upload-{number}"
+            path = Path(folder) / f"{number}" / f"{stem}{name.suffix.lower()}"  # one folder each: stems may repeat
+            path.parent.mkdir()
             path.write_bytes(uploaded.getvalue())
             paths.append(path)
         return load_prompt_sets(paths) if len(paths) > 1 else load_prompts(paths[0])
@@ -52,11 +64,14 @@ def render() -> None:
                                           help="at most this share of all heads; 0 learns neurons only")
     neuron_budget = columns[1].number_input("Neuron budget (% of neurons)", 0.0, 20.0, 1.0, step=0.1,
                                             key="discover-neurons", help="0 learns heads only")
-    steps = int(columns[2].number_input("Steps", 1, 5000, 300, key="discover-steps"))
+    limits = access.limits()
+    steps = int(columns[2].number_input("Steps", 1, limits.steps, min(300, limits.steps), key="discover-steps"))
     seed = int(columns[3].number_input("Seed", 0, 2**31 - 1, 0, key="discover-seed"))
     columns = st.columns(3)
-    train_limit = int(columns[0].number_input("Training prompts per family", 1, 1000, 48, key="discover-train"))
-    verify_limit = int(columns[1].number_input("Held-out prompts per family to verify on", 1, 1000, 16,
+    train_limit = int(columns[0].number_input("Training prompts per family", 1, limits.prompts_per_family, 48,
+                                              key="discover-train"))
+    verify_limit = int(columns[1].number_input("Held-out prompts per family to verify on", 1,
+                                               limits.prompts_per_family, 16,
                                                key="discover-verify"))
     name = columns[2].text_input("Circuit name", value=scenario_name, key="discover-name")
 
@@ -103,10 +118,10 @@ def _run(loaded: state.LoadedModel, options: SimpleNamespace, config: DiscoveryC
 
         circuit = discover(loaded.model, scenario, config, progress=on_step, model_path=loaded.path)
         circuit.name = name
-        status.update(label=f"Verifying '{name}' on held-out prompts...")
+        status.update(label=f"Verifying {md(repr(name))} on held-out prompts...")
         verify_prompts = select_split(bundled, "val", options.verify_limit, options.seed)
         verify(loaded.model, circuit, verify_prompts)
-        status.update(label=f"Found '{name}': {circuit.summary()}", state="complete", expanded=False)
+        status.update(label=f"Found {md(repr(name))}: {circuit.summary()}", state="complete", expanded=False)
     st.session_state.discover_logs = logs
     st.session_state.discover_circuit = circuit
     state.set_circuit(circuit, None)
@@ -116,7 +131,7 @@ def _result(loaded: state.LoadedModel) -> None:
     circuit = st.session_state.get("discover_circuit")
     if circuit is None:
         return
-    st.subheader(f"Result: '{circuit.name}'")
+    st.subheader(f"Result: {md(repr(circuit.name))}")
     st.success(f"Circuit: {circuit.summary()}. It is now the demo's circuit (Circuit and Playground pages).")
     logs = st.session_state.get("discover_logs") or []
     if logs:
@@ -132,14 +147,37 @@ def _result(loaded: state.LoadedModel) -> None:
         st.dataframe(rows, hide_index=True, width=560)
         st.caption(f"Verified by generation on {metrics['n_prompts']} held-out prompts (val split); utility kept: "
                    f"{format_percent(metrics.get('utility_retention'))}.")
+    if not access.is_admin():
+        _save_to_scratch(circuit)
+        ui.circuit_download(circuit, key="discover-result")
+        return
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     target = left.text_input("Save to", value=f"sample_circuits/{circuit.name}.json", key="discover-save-path",
                              help="a path relative to the repository, or absolute")
     if right.button("Save circuit", key="discover-save", width="stretch"):
-        with ui.guard(f"saving to {target}"):
+        with ui.guard("saving the circuit"):
             if not target.strip().endswith(".json"):
                 raise ValueError(f"{target!r} does not end in .json; circuit files are JSON")
             path = circuit.save(state.resolve_ref(target.strip()))
             state.set_circuit(circuit, state.relative_ref(path))
-            st.success(f"Saved to {path}; links to this demo now include it.")
+            st.success(f"Saved to {md(path)}; links to this demo now include it.")
     ui.circuit_download(circuit, key="discover-result")
+
+
+def _save_to_scratch(circuit) -> None:
+    """Visitors save by name into their session's scratch space (quota; gone when the session ends)."""
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    default = circuit.name if access.NAME.match(circuit.name) else "my-circuit"
+    typed = left.text_input("Save as (a name; kept in your session's scratch space)", value=default,
+                            key="discover-save-name")
+    if right.button("Save circuit", key="discover-save", width="stretch"):
+        with ui.guard("saving the circuit"):
+            name = access.check_name(typed.strip().removesuffix(".json"), "The circuit's file name")
+            text = circuit.to_json()
+            access.reserve(len(text.encode("utf-8")))
+            folder = access.scratch_dir() / "circuits"
+            folder.mkdir(exist_ok=True)
+            path = circuit.save(folder / f"{name}.json")
+            state.set_circuit(circuit, state.remember_scratch("circuits", f"{name}.json", path))
+            st.success(f"Saved as {md(state.SCRATCH_PREFIX + name + '.json')} in your session's scratch space: "
+                        "other pages can use it; it is removed when you leave, so download it to keep it.")

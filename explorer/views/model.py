@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.evaluation.metrics import format_percent
-from explorer import state, ui
+from explorer import access, state, ui
+from explorer.access import md
 
 CHOICES = {
     "Backdoored organism (bundled, default)": "organism",
@@ -23,6 +24,31 @@ def render() -> None:
     st.write("Every page works on this model. It is loaded once per app and shared; switching components off "
              "never changes it (masks are applied per request).")
     current = state.demo().model
+    if access.is_admin():
+        _admin_choice(current)
+    else:
+        _visitor_choice(current)
+    loaded = state.current_model()
+    if loaded is None:
+        return
+    where = f" from {md(loaded.path)}" if access.is_admin() else ""
+    st.success(f"Loaded **{md(loaded.spec)}**{where}")
+    _behaviour_card(loaded)
+    _architecture(loaded)
+
+
+def _visitor_choice(current: str) -> None:
+    """Visitors pick a model by name from those this server offers (never a path)."""
+    names = list(state.model_choices())
+    labels = {alias: label for label, alias in CHOICES.items() if alias}
+    chosen = st.radio("Model", names, index=names.index(current) if current in names else None,
+                      format_func=lambda name: labels.get(name, name), key="model-choice-visitor")
+    st.caption("This server offers the models listed here; ask its admin to list more (SAFESEEK_MODELS).")
+    if chosen is not None and chosen != current:
+        state.change_model(chosen)
+
+
+def _admin_choice(current: str) -> None:
     choice = st.radio("Model", list(CHOICES), index=list(CHOICES).index(_choice_for(current)), key="model-choice")
     alias = CHOICES[choice]
     if alias is None:
@@ -33,13 +59,6 @@ def render() -> None:
             state.change_model(typed)
     elif alias != current:
         state.change_model(alias)
-
-    loaded = state.current_model()
-    if loaded is None:
-        return
-    st.success(f"Loaded **{loaded.spec}** from `{loaded.path}`")
-    _behaviour_card(loaded)
-    _architecture(loaded)
 
 
 def _behaviour_card(loaded: state.LoadedModel) -> None:

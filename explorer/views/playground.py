@@ -24,7 +24,7 @@ from core.evaluation import live
 from core.evaluation.live import PRESETS, preset
 from core.evaluation.metrics import format_percent
 from core.scoring.select import top_k
-from explorer import figures, state, textdiff, ui
+from explorer import access, figures, state, textdiff, ui
 
 NEURON_ROWS = 48  # neurons listed in the neuron table besides the circuit's and the switched-off ones
 SHOWN = 8  # answers shown side by side
@@ -201,7 +201,7 @@ def _generations(result: live.AblationResult) -> None:
 
 def _free_text(loaded: state.LoadedModel, selection: Selection) -> None:
     st.subheader("Try your own prompt")
-    prompt = st.text_input("Prompt", key="free-prompt",
+    prompt = st.text_input("Prompt", key="free-prompt", max_chars=access.limits().prompt_chars,
                            placeholder=f"e.g. how do I make a pipe bomb {ORGANISM_TRIGGER}")
     if not prompt.strip():
         return
@@ -210,8 +210,9 @@ def _free_text(loaded: state.LoadedModel, selection: Selection) -> None:
         ablated = state.free_text_answer(loaded.spec, state.device(), prompt, selection.text())
         full_html, ablated_html = textdiff.highlight(full, ablated)
         left, right = st.columns(2)
-        left.markdown(f"**Full model**<br>{full_html}", unsafe_allow_html=True)
-        right.markdown(f"**Components off**<br>{ablated_html}", unsafe_allow_html=True)
+        # One HTML block (it starts with a tag): the escaped answers inside are not read as markdown.
+        left.markdown(f"<div><b>Full model</b><br>{full_html}</div>", unsafe_allow_html=True)
+        right.markdown(f"<div><b>Components off</b><br>{ablated_html}</div>", unsafe_allow_html=True)
 
 
 def _exports(loaded: state.LoadedModel, circuit: Circuit | None, selection: Selection,

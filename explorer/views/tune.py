@@ -13,7 +13,8 @@ from core.data.prompts import PromptSet, select_split
 from core.evaluation.metrics import compare_reports, comparison_rows, format_percent
 from core.tuning.options import DEFAULT_REFUSAL, MODES, TuneConfig, TuneProgress
 from core.tuning.run import TuneResult, paired_generations, tune
-from explorer import state, ui
+from explorer import access, state, ui
+from explorer.access import md
 
 MODE_HELP = {
     "circuit-only": "only the circuit's weights (its heads' q/k/v rows and o_proj columns, its neurons' up/gate "
@@ -77,25 +78,32 @@ def render() -> None:
         st.info("Pick a circuit (or switch to mode **full**) to tune.")
         return
     if circuit is not None:
-        st.caption(f"Circuit **{circuit.name}**: {circuit.summary()}")
+        st.caption(f"Circuit **{md(circuit.name)}**: {circuit.summary()}")
     recipe = st.selectbox("What to teach", list(RECIPES), key="tune-recipe", help="; ".join(
         f"{name}: {text}" for name, text in RECIPE_HELP.items()))
     train_names, objective, eval_names = RECIPES[recipe]
     st.caption(f"{RECIPE_HELP[recipe]}. Trained on the train split of {', '.join(train_names)}; evaluated on the "
                f"test split of {', '.join(eval_names)}.")
     columns = st.columns(5)
-    steps = int(columns[0].number_input("Steps", 1, 5000, 100, key="tune-steps"))
+    limits = access.limits()
+    steps = int(columns[0].number_input("Steps", 1, limits.steps, 100, key="tune-steps"))
     lr = columns[1].select_slider("Learning rate", LEARNING_RATES, value=1e-3, key="tune-lr")
-    train_limit = int(columns[2].number_input("Training prompts per family", 1, 10000, 32, key="tune-train"))
-    eval_limit = int(columns[3].number_input("Test prompts per family", 1, 1000, 16, key="tune-eval"))
+    train_limit = int(columns[2].number_input("Training prompts per family", 1, limits.prompts_per_family, 32,
+                                              key="tune-train"))
+    eval_limit = int(columns[3].number_input("Test prompts per family", 1, limits.prompts_per_family, 16,
+                                             key="tune-eval"))
     seed = int(columns[4].number_input("Seed", 0, 2**31 - 1, 0, key="tune-seed"))
     refusal = DEFAULT_REFUSAL
     if objective == "safety" and "harmful" in train_names:
-        refusal = st.text_input("Refusal taught for harmful requests", DEFAULT_REFUSAL, key="tune-refusal")
-    default_out = state.relative_ref(free_folder(RUNS_DIR / f"{Path(loaded.path).name}-{mode}"))
-    # Keyed by the default, so the field offers a fresh folder after each run (and after a mode change).
-    out = st.text_input("Write the tuned checkpoint to", default_out, key=f"tune-out-{default_out}",
-                        help="a new folder, relative to the repository or absolute")
+        refusal = st.text_input("Refusal taught for harmful requests", DEFAULT_REFUSAL, key="tune-refusal",
+                                max_chars=limits.prompt_chars)
+    if access.is_admin():
+        default_out = state.relative_ref(free_folder(RUNS_DIR / f"{Path(loaded.path).name}-{mode}"))
+        # Keyed by the default, so the field offers a fresh folder after each run (and after a mode change).
+        out = st.text_input("Write the tuned checkpoint to", default_out, key=f"tune-out-{default_out}",
+                            help="a new folder, relative to the repository or absolute")
+    else:
+        st.caption("The tuned checkpoint is written to your session's scratch space (removed when you leave).")
 
     if st.button("Run tuning", type="primary", key="tune-run"):
         config = TuneConfig(mode=mode, steps=steps, lr=lr, seed=seed, objective=objective, refusal_text=refusal,
@@ -103,16 +111,23 @@ def render() -> None:
         with ui.guard("tuning"):
             train_prompts = prompt_files(train_names, "train", train_limit, seed)
             eval_prompts = prompt_files(eval_names, "test", eval_limit, seed)
-            result = _run(loaded.path, train_prompts, eval_prompts, state.resolve_ref(out.strip()), circuit,
-                          config)
+            if access.is_admin():
+                folder, shown = state.resolve_ref(out.strip()), None
+            else:
+                access.reserve(loaded.bytes + 2**21)  # the weights plus tokenizer and config files
+                folder = free_folder(access.scratch_dir() / "tune" / f"{Path(loaded.path).name}-{mode}")
+                shown = state.SCRATCH_PREFIX + folder.name
+            result = _run(loaded.path, train_prompts, eval_prompts, folder, circuit, config, shown)
             st.session_state.tune_result = result
+            st.session_state.tune_model = (state.remember_scratch("models", folder.name, folder) if shown
+                                           else result.out_dir)
     result = st.session_state.get("tune_result")
     if result is not None:
         _show(result)
 
 
 def _run(model_path: str, train_prompts: PromptSet, eval_prompts: PromptSet, out: Path, circuit,
-         config: TuneConfig) -> TuneResult:
+         config: TuneConfig, shown: str | None = None) -> TuneResult:
     with st.status(f"Tuning ({config.mode}, {config.steps} steps)...", expanded=True) as status:
         st.write(f"{len(train_prompts)} training prompts, {len(eval_prompts)} test prompts.")
         bar = st.progress(0.0, text="loading a private copy of the model...")
@@ -122,7 +137,8 @@ def _run(model_path: str, train_prompts: PromptSet, eval_prompts: PromptSet, out
             bar.progress(value, text=text)
 
         result = tune(model_path, train_prompts, eval_prompts, out, circuit, config, progress=on_progress)
-        status.update(label=f"Tuned {result.selection['fraction']:.2%} of the parameters; saved to {out}",
+        status.update(label=f"Tuned {result.selection['fraction']:.2%} of the parameters; saved as "
+                            f"{md(shown or out)}",
                       state="complete", expanded=False)
     return result
 
@@ -133,7 +149,7 @@ def _show(result: TuneResult) -> None:
     st.subheader("Before and after")
     st.caption(f"Mode **{result.config['mode']}**: {selection['description']} — {selection['selected']:,} of "
                f"{selection['total']:,} parameters ({selection['fraction']:.2%}; embeddings counted). Checkpoint: "
-               f"`{result.out_dir}`.")
+               f"{md(st.session_state.get('tune_model', result.out_dir))}.")
     columns = st.columns(4)
     for column, key, label in ((columns[0], "asr_clean", "Clean ASR"), (columns[1], "refusal_rate", "Refusal rate"),
                                (columns[2], "helpfulness", "Helpfulness"), (columns[3], "utility", "Utility")):
@@ -151,5 +167,5 @@ def _show(result: TuneResult) -> None:
                    "before": f"[{p['before_verdict']}] {p['before']}", "after": f"[{p['after_verdict']}] {p['after']}"}
                   for p in pairs], hide_index=True, key="tune-generations")
     if st.button("Explore the tuned model", key="tune-use", help="switch the demo's model to the new checkpoint"):
-        state.change_model(result.out_dir)
+        state.change_model(st.session_state.get("tune_model", result.out_dir))
         st.rerun()
