@@ -302,3 +302,38 @@ def test_admin_mode_still_reads_and_writes_paths(monkeypatch, tmp_path, tiny_lla
         assert at.number_input(key="discover-steps").max == access.ADMIN_LIMITS.steps
     finally:
         st.config.set_option("server.address", before)
+
+
+def _tune_page(circuit_json: str) -> None:
+    import streamlit as st
+
+    from core.circuit.circuit import Circuit
+    from explorer import state
+    from explorer.views import tune as page
+
+    state.init_session({"model": "tiny"}, ("tune",))
+    if st.session_state.circuit_obj is None:
+        state.set_circuit(Circuit.from_json(circuit_json), None)
+    page.render()
+
+
+def test_visitor_tuning_writes_its_checkpoint_into_the_scratch_area(visitor, tiny_circuit_json):
+    from streamlit.testing.v1 import AppTest
+
+    from explorer.views.tune import RUNS_DIR
+
+    runs_before = _snapshot(RUNS_DIR)
+    at = AppTest.from_function(_tune_page, args=(tiny_circuit_json,), default_timeout=300).run()
+    assert not at.exception
+    assert not [t for t in at.text_input if t.label == "Write the tuned checkpoint to"]  # no path to type
+    at.number_input(key="tune-steps").set_value(2)
+    at.number_input(key="tune-train").set_value(2)
+    at.number_input(key="tune-eval").set_value(1)
+    at.button(key="tune-run").click().run()
+    assert not at.exception and not texts(at, "error"), texts(at, "error")
+    [report] = list((visitor / "scratch").rglob("tune_report.json"))
+    assert report.parent.parent.name == "tune"
+    assert _snapshot(RUNS_DIR) == runs_before
+    at.button(key="tune-use").click().run()
+    assert at.session_state.demo.model == f"scratch/{report.parent.name}"
+    assert not texts(at, "error")
