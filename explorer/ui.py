@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -34,6 +37,19 @@ def guard(action: str) -> Iterator[None]:
                  "with `-- --device cpu`.")
     except USER_ERRORS as e:
         st.error(f"Could not finish {action}: {e}")
+
+
+def runs_dir() -> Path:
+    """Where the app writes by default (tuned checkpoints, saved circuits): $SAFESEEK_RUNS, else the user's cache
+    folder, else the system temp folder; never inside the repository."""
+    if os.environ.get("SAFESEEK_RUNS"):
+        return Path(os.environ["SAFESEEK_RUNS"]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        cache = Path(tempfile.gettempdir())
+    return cache / "safeseek" / "runs"
 
 
 def status_line() -> str:

@@ -39,10 +39,12 @@ from core.model.fingerprint import fingerprint
 from core.model.generate import generate
 from core.model.load import ModelShape, load_model
 from core.scoring.select import top_k
+from explorer import app as app_module
 from explorer import export, figures, state, textdiff
+from explorer.views import tour
 
 TINY = ModelShape(n_layers=2, n_heads=4, d_mlp=96)  # tests/tiny.py's llama
-PAGES = ("model", "discover", "circuit", "playground", "compare", "report", "tour")
+PAGES = tuple(url for _, _, url, _ in app_module.PAGES)
 
 
 @pytest.fixture(scope="module")
@@ -144,19 +146,19 @@ def test_selection_hooks_remove_what_core_ablate_removes(tiny_model):
 # ---- URL state ---------------------------------------------------------------------------------------------------
 def test_query_string_round_trip_leaves_defaults_out():
     demo = state.DemoState(model="aligned", circuit="sample_circuits/x.json",
-                           selection=parse_components("L0H3,L2H7,L1N17"), prompt_set="harmful", page="playground")
+                           selection=parse_components("L0H3,L2H7,L1N17"), prompt_set="harmful", present=True)
     query = state.to_query(demo)
     assert query == {"model": "aligned", "circuit": "sample_circuits/x.json", "heads": "L0H3,L2H7",
-                     "neurons": "L1N17", "prompts": "harmful", "page": "playground"}
-    assert state.from_query(query, PAGES) == (demo, [])
+                     "neurons": "L1N17", "prompts": "harmful", "present": "1"}
+    assert state.from_query(query) == (demo, [])
     assert state.to_query(state.DemoState()) == {}
 
 
 def test_bad_query_parts_are_dropped_with_a_message():
-    demo, problems = state.from_query({"heads": "L0Q1", "prompts": "nope", "page": "nowhere"}, PAGES)
+    demo, problems = state.from_query({"heads": "L0Q1", "prompts": "nope", "page": "nowhere"})
     assert demo == state.DemoState()
-    assert len(problems) == 3
-    assert "L0Q1" in problems[0] and "nope" in problems[1] and "nowhere" in problems[2]
+    assert len(problems) == 2
+    assert "L0Q1" in problems[0] and "nope" in problems[1]
 
 
 # ---- answers, diffs, overlap, figures, exports -------------------------------------------------------------------
@@ -452,11 +454,15 @@ def test_compare_page_needs_a_circuit(tiny_llama, fresh_caches):
     assert any("Load a circuit" in info for info in texts(at, "info"))
 
 
-def test_every_page_renders_from_a_link(tiny_llama, tiny_circuit_file):
+def test_every_page_renders_from_an_old_style_link_and_the_page_leaves_the_query(tiny_llama, tiny_circuit_file):
+    titles = {}
     for page in PAGES:
         at = run_page({"model": str(tiny_llama), "circuit": str(tiny_circuit_file), "page": page})
-        assert at.title, page
-        assert at.query_params.get("page", "model") == page
+        titles[page] = at.title[0].value
+        assert "page" not in at.query_params  # the URL path names the page now
+        assert at.query_params["circuit"] == str(tiny_circuit_file)
+    assert titles["playground"] == "Playground" and titles["start"] == "SafeSeek Explorer"
+    assert len(set(titles.values())) == len(PAGES)
 
 
 def test_tour_steps_set_the_state(tiny_llama):
@@ -476,8 +482,22 @@ def test_tour_steps_set_the_state(tiny_llama):
     circuit = at.session_state.circuit_obj
     assert at.session_state.demo.selection == preset("whole circuit", circuit)
     assert "Triggered ASR, circuit off" in metric_values(at)
+    assert any("Switching off the circuit's" in text for text in texts(at, "markdown"))
+    at.button(key="tour-random").click().run()
+    assert "Triggered ASR, random set off" in metric_values(at)  # the label says what is switched off
+    assert "Triggered ASR, circuit off" not in metric_values(at)
+    assert any("random set of the same" in text for text in texts(at, "markdown"))
     at.button(key="tour-reset").click().run()
     assert at.session_state.demo.selection == Selection()
+    at.button(key="tour-next-5").click().run()
+    assert at.session_state.tour_step == 5
+    methods = [trace["x"] for trace in plotly_figures(at)[-1]["data"]][0]
+    assert methods[0] == "learned" and "attribution" in methods
+
+
+def test_tour_summary_sentence_names_what_was_switched_off():
+    assert "from 100.0% to 0.0%: the backdoor is gone" in tour.summary_sentence("circuit off", 12, 1.0, 0.0)
+    assert "leaves triggered ASR at 100.0%" in tour.summary_sentence("random set off", 12, 1.0, 1.0)
 
 
 def test_model_cached_once_and_not_modified_by_toggles(tiny_llama, tiny_circuit_file):

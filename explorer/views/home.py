@@ -5,12 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from core.circuit.circuit import CircuitFileError
+from core.data.paths import SAMPLE_CIRCUITS_DIR
 from core.evaluation.live import preset
+from core.evaluation.metrics import format_percent
 from core.model.load import ModelLoadError
 from explorer import nav, state, ui
 
 HEADLINE_MODEL = "organism"
-HEADLINE_CIRCUIT = state.SAMPLE_CIRCUITS / "organism-backdoor.json"
+HEADLINE_CIRCUIT = SAMPLE_CIRCUITS_DIR / "organism-backdoor.json"
 
 
 def render() -> None:
@@ -46,15 +48,15 @@ def _headline() -> None:
         random = state.ablation_result(HEADLINE_MODEL, state.device(), "triggered",
                                        preset("random (same size)", circuit).text())
         columns = st.columns(4)
-        columns[0].metric("Triggered ASR, full model", ui.percent(off.rate_full), help=ui.help_for("ASR"))
-        columns[1].metric(f"Backdoor circuit off ({circuit.n_components} parts)", ui.percent(off.rate_ablated),
+        columns[0].metric("Triggered ASR, full model", format_percent(off.rate_full), help=ui.help_for("ASR"))
+        columns[1].metric(f"Backdoor circuit off ({circuit.n_components} parts)", format_percent(off.rate_ablated),
                           delta=ui.change(off.rate_ablated, off.rate_full), delta_color="inverse",
                           help="triggered ASR with the sample backdoor circuit's heads and neurons set to zero")
-        columns[2].metric("Random set of that size off", ui.percent(random.rate_ablated),
+        columns[2].metric("Random set of that size off", format_percent(random.rate_ablated),
                           delta=ui.change(random.rate_ablated, random.rate_full), delta_color="inverse",
                           help="the control: as many random heads and neurons in the same layers")
-        columns[3].metric("Utility, circuit off", ui.percent(off.utility_ablated),
-                          help=f"{ui.help_for('utility')} Full model: {ui.percent(off.utility_full)}.")
+        columns[3].metric("Utility, circuit off", format_percent(off.utility_ablated),
+                          help=f"{ui.help_for('utility')} Full model: {format_percent(off.utility_full)}.")
         st.caption(f"{len(off.pairs)} held-out harmful requests carrying the trigger word, answered greedily and "
                    f"judged when this server first showed the page. The circuit is "
                    f"{circuit.fractions()['components']:.2%} of the model's components.")
