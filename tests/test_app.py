@@ -193,10 +193,10 @@ def test_component_map_is_clickable_labelled_and_outlined():
     heatmap, overlay = spec["data"][0], spec["data"][1]
     assert heatmap["type"] == "heatmap" and heatmap["colorscale"][0][1] == "#440154"  # viridis
     assert sorted(map(tuple, overlay["customdata"])) == [(layer, h) for layer in range(2) for h in range(4)]
-    assert overlay["marker"]["opacity"] < 0.05 and overlay["marker"]["symbol"] == "square"
+    assert overlay["marker"]["opacity"] == 0 and overlay["marker"]["symbol"] == "square"
     hover = overlay["text"][overlay["customdata"].index([0, 1])]
     assert "L0H1" in hover and "gate score 0.990" in hover and "in circuit: yes" in hover
-    names = [trace.get("name") for trace in spec["data"]]
+    names = [shape.get("name") for shape in spec["layout"]["shapes"]]
     assert "in circuit" in names and "switched off" in names
     assert spec["layout"]["xaxis"]["ticktext"] == ["H0", "H1", "H2", "H3"]
     assert spec["layout"]["yaxis"]["ticktext"] == ["L0", "L1"]
