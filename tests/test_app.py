@@ -258,7 +258,7 @@ def test_two_threads_toggling_different_components_get_their_own_results(tiny_mo
 
 # ---- pages in AppTest --------------------------------------------------------------------------------------------
 def test_model_page_shows_behaviour_card_and_architecture(tiny_llama):
-    at = run_page({"model": str(tiny_llama)})
+    at = run_page({"model": str(tiny_llama), "page": "model"})
     assert [t.value for t in at.title] == ["Model"]
     metrics = metric_values(at)
     assert {"Clean ASR", "Triggered ASR", "Utility", "Helpfulness"} <= metrics.keys()
@@ -273,12 +273,12 @@ def test_missing_model_path_is_an_error_in_the_page_and_the_app_keeps_running(fr
     at = run_page({"model": str(missing), "page": "playground"})
     assert any("does not exist" in e and "no-such-model" in e for e in texts(at, "error"))
     assert any("Model" in info for info in texts(at, "info"))
-    at = run_page({"model": str(missing)})
+    at = run_page({"model": str(missing), "page": "model"})
     assert at.radio(key="model-choice") is not None and texts(at, "error")
 
 
 def test_choosing_a_local_checkpoint_on_the_model_page_loads_it(tiny_llama):
-    at = run_page({"model": "/nowhere/at/all"})
+    at = run_page({"model": "/nowhere/at/all", "page": "model"})
     assert texts(at, "error")
     at.text_input(key="model-path").input(str(tiny_llama)).run()
     at.button(key="model-load").click().run()
@@ -293,8 +293,8 @@ def test_circuit_page_heatmap_table_and_neuron_view(tiny_llama, tiny_circuit_fil
     head_map = plotly_figures(at)[0]
     assert head_map["data"][0]["type"] == "heatmap"
     assert len(head_map["data"][0]["z"]) == 2 and len(head_map["data"][0]["z"][0]) == 4
-    outline = next(trace for trace in head_map["data"] if trace.get("name") == "in circuit")
-    assert sorted(zip(outline["y"], outline["x"], strict=True)) == [(0, 1), (1, 2)]
+    outline = [shape for shape in head_map["layout"]["shapes"] if shape.get("line", {}).get("color") == "white"]
+    assert sorted((round(s["y0"] + 0.5), round(s["x0"] + 0.5)) for s in outline) == [(0, 1), (1, 2)]
     neuron_map = plotly_figures(at)[1]
     assert len(neuron_map["data"][0]["z"][0]) == 96
     tables = [frame.value for frame in at.dataframe]
