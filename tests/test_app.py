@@ -333,14 +333,17 @@ def test_playground_state_metrics_heatmap_and_answers(tiny_llama, tiny_circuit_f
     query = {"model": str(tiny_llama), "circuit": str(tiny_circuit_file), "page": "playground",
              "heads": "L0H1", "neurons": "L1N5", "prompts": "harmful"}
     at = run_page(query)
+    del query["page"]  # the old-style page parameter is dropped: the URL path names the page
     assert at.query_params == query  # the link survives a run unchanged
     metrics = metric_values(at)
     assert {"ASR on harmful prompts", "Utility (exact match)", "Helpfulness"} <= metrics.keys()
     head_map = plotly_figures(at)[0]
     overlay = next(trace for trace in head_map["data"] if trace.get("customdata") is not None)
     assert len(overlay["customdata"]) == 8
-    switched = next(trace for trace in head_map["data"] if trace.get("name") == "switched off")
-    assert list(zip(switched["y"], switched["x"], strict=True)) == [(0, 1)]
+    crosses = [shape for shape in head_map["layout"]["shapes"] if shape.get("legendgroup") == "off"]
+    path = crosses[0]["path"].replace("M", " ").replace("L", " ").replace(",", " ")
+    corners = [round(float(v), 2) for v in path.split()]
+    assert len(crosses) == 1 and corners[:4] == [0.68, -0.32, 1.32, 0.32]  # a cross inside cell L0H1
     answers = next(m for m in texts(at, "markdown") if "<table" in m)
     assert answers.count("<tr style") == 8
     assert at.text_input(key="components-text").value == "L0H1,L1N5"
@@ -381,9 +384,10 @@ def test_discover_page_runs_a_short_discovery_and_saves_it(tiny_llama, tmp_path)
     at.button(key="discover-run").click().run()
     assert not at.exception and not texts(at, "error")
     status = at.get("status")[0].proto
-    assert status.label.startswith("Found 'backdoor'") and status.icon == ":material/check:"  # state "complete"
+    assert status.label.startswith("Found 'backdoor-discovered'")
+    assert status.icon == ":material/check:"  # state "complete"
     circuit = at.session_state.discover_circuit
-    assert circuit.name == "backdoor" and circuit.hyperparameters["steps"] == 3
+    assert circuit.name == "backdoor-discovered" and circuit.hyperparameters["steps"] == 3
     assert circuit.metrics["before"] and circuit.metrics["n_prompts"] > 0
     assert len(at.session_state.discover_logs) == 3
     curves = plotly_figures(at)[-1]
@@ -391,7 +395,7 @@ def test_discover_page_runs_a_short_discovery_and_saves_it(tiny_llama, tmp_path)
     target = tmp_path / "found.json"
     at.text_input(key="discover-save-path").input(str(target)).run()
     at.button(key="discover-save").click().run()
-    assert target.is_file() and json.loads(target.read_text())["name"] == "backdoor"
+    assert target.is_file() and json.loads(target.read_text())["name"] == "backdoor-discovered"
     assert at.query_params["circuit"] == str(target)
 
 
@@ -536,7 +540,8 @@ def test_discover_page_custom_scenario_from_uploaded_files(tiny_llama):
     assert not at.exception and not texts(at, "error")
     circuit = at.session_state.discover_circuit
     assert circuit.name == "greeting" and circuit.scenario == "custom"
-    assert at.session_state.circuit_obj is circuit and "circuit" not in at.query_params  # unsaved: not in links
+    # Unsaved, but kept in the server's circuit store: the link names it by content hash.
+    assert at.session_state.circuit_obj is circuit and at.query_params["circuit"].startswith("stored:")
 
 
 def test_out_of_memory_is_an_error_in_the_page(tiny_llama, monkeypatch, fresh_caches):

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.data import samples
 from core.data.files import load_prompt_sets
+from core.data.paths import SAMPLE_CIRCUITS_DIR
 from core.data.prompts import PromptSet, select_split
 from core.evaluation.metrics import compare_reports, comparison_rows, format_percent
 from core.tuning.options import DEFAULT_REFUSAL, MODES, TuneConfig, TuneProgress
@@ -39,7 +40,7 @@ RECIPE_HELP = {
 }
 FILES = ("harmful", "triggered", "benign", "utility", "new_task")
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-DEFAULT_CIRCUIT = "sample_circuits/organism-backdoor.json"  # the circuit the default recipe tunes
+DEFAULT_CIRCUIT = state.relative_ref(SAMPLE_CIRCUITS_DIR / "organism-backdoor.json")  # the default recipe's circuit
 
 
 PHASE_SHARE = {"evaluating before": (0.0, 0.2), "training": (0.2, 0.75), "saving": (0.75, 0.8),
