@@ -277,7 +277,7 @@ def test_a_short_discovery_shows_progress_and_produces_a_circuit(server, chromiu
     other.context.close()
 
 
-PAGES = ("start", "tour", "playground", "circuit", "discover", "compare", "tune", "model")
+PAGES = ("start", "tour", "playground", "circuit", "discover", "compare", "report", "tune", "model")
 PHONE = {"width": 390, "height": 844}
 
 
