@@ -1,4 +1,7 @@
-"""A demo's state (model, circuit, switched-off components, prompt set, page): session keys, URL form, caches."""
+"""A demo's state (model, circuit, switched-off components, prompt set, presenter flag): session keys, URL form, caches.
+
+The page is not part of it: the URL path names the page (st.navigation), so a link opens that page directly.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ import streamlit as st
 import torch
 
 from core.circuit.circuit import Circuit, CircuitFileError, check_compatible, check_shape, load_circuit
+from core.circuit.history import History, record
 from core.circuit.selection import Selection, SelectionError, parse_components
+from core.circuit.store import CircuitStore
 from core.data import samples
 from core.data.paths import ASSETS_DIR, REPO_ROOT, SAMPLE_CIRCUITS_DIR
 from core.evaluation import live
@@ -25,7 +30,8 @@ from explorer.access import md
 # Short names for the bundled checkpoints, so links stay short and work from any checkout.
 MODEL_ALIASES = {"organism": ASSETS_DIR / "organism", "aligned": ASSETS_DIR / "organism-aligned"}
 DEFAULT_MODEL = "organism"
-DEFAULT_PAGE = "model"
+# A circuit kept in the server's circuit store (a discovered, unsaved one) is named "stored:<sha256 hex>" in links.
+STORED = "stored:"
 # A tiny model gains nothing from intra-op threads and loses a lot when cores are shared (see tests/conftest.py);
 # larger ones get torch's default back. Process-wide, so the model loaded last decides.
 SMALL_MODEL_PARAMETERS = 50_000_000
@@ -41,10 +47,10 @@ class DemoState:
     """Everything a shared link reopens; the page-local choices (sliders, second circuit) are not part of it."""
 
     model: str = DEFAULT_MODEL
-    circuit: str | None = None  # a circuit's name (access.circuit choices); admins may also give a file path
+    circuit: str | None = None  # a circuit's name (access.circuit choices), STORED + id, or (admins) a file path
     selection: Selection = Selection()
     prompt_set: str = samples.DEFAULT_PROMPT_SET
-    page: str = DEFAULT_PAGE
+    present: bool = False  # presenter mode: large type, one heatmap, curated prompts, no developer detail
 
 
 def to_query(state: DemoState) -> dict[str, str]:
@@ -58,15 +64,16 @@ def to_query(state: DemoState) -> dict[str, str]:
         query["neurons"] = state.selection.neurons_text()
     if state.prompt_set != samples.DEFAULT_PROMPT_SET:
         query["prompts"] = state.prompt_set
-    if state.page != DEFAULT_PAGE:
-        query["page"] = state.page
+    if state.present:
+        query["present"] = "1"
     return query
 
 
-def from_query(query: dict[str, str], pages: tuple[str, ...]) -> tuple[DemoState, list[str]]:
+def from_query(query: dict[str, str]) -> tuple[DemoState, list[str]]:
     """The state a query string describes, and a message for each part that had to be dropped."""
     problems = []
-    state = DemoState(model=query.get("model") or DEFAULT_MODEL, circuit=query.get("circuit") or None)
+    state = DemoState(model=query.get("model") or DEFAULT_MODEL, circuit=query.get("circuit") or None,
+                      present=query.get("present", "") not in ("", "0", "false"))
     try:
         text = " ".join(query.get(key, "") for key in ("heads", "neurons"))
         state = replace(state, selection=parse_components(text))
@@ -78,27 +85,23 @@ def from_query(query: dict[str, str], pages: tuple[str, ...]) -> tuple[DemoState
     else:
         known = ", ".join(samples.PROMPT_SETS)
         problems.append(f"unknown prompt set {prompt_set!r} in the link; use one of {known}")
-    page = query.get("page") or DEFAULT_PAGE
-    if page in pages:
-        state = replace(state, page=page)
-    else:
-        problems.append(f"unknown page {page!r} in the link; use one of {', '.join(pages)}")
     return state, problems
 
 
 # ---- session state ---------------------------------------------------------------------------------------------
-def init_session(query: dict[str, str], pages: tuple[str, ...], default_model: str = DEFAULT_MODEL) -> None:
+def init_session(query: dict[str, str], default_model: str = DEFAULT_MODEL) -> None:
     """On a session's first run, take the demo state from the URL (a shared link) or the defaults."""
     if "demo" in st.session_state:
         return
     if "model" not in query:
         query = {**query, "model": default_model}
-    demo, problems = from_query(query, pages)
+    demo, problems = from_query(query)
     st.session_state.demo = replace(demo, model=canonical_model(demo.model))
     st.session_state.url_problems = problems
     st.session_state.circuit_obj = None  # the loaded Circuit (also unsaved ones from Discover or an upload)
     st.session_state.circuit_loaded_from = None
     st.session_state.version = 0  # bumped on every selection change: fresh keys reset charts and tables
+    st.session_state.history = History()  # undo / redo / snapshots of the selection
 
 
 def demo() -> DemoState:
@@ -112,12 +115,26 @@ def update(**changes) -> None:
         st.session_state.version += 1
 
 
-def set_selection(selection: Selection) -> None:
+def set_selection(selection: Selection, undoable: bool = True) -> None:
+    """Show `selection`; a user's change can be undone (undo/redo themselves pass undoable=False)."""
+    if undoable:
+        st.session_state.history = record(st.session_state.history, demo().selection, selection)
     update(selection=selection)
 
 
+def circuit_store() -> CircuitStore:
+    """The server's store of circuits that links name by content hash (SAFESEEK_CIRCUIT_STORE or the user cache)."""
+    return CircuitStore()
+
+
 def set_circuit(circuit: Circuit | None, ref: str | None) -> None:
-    """Use `circuit` (ref = its file, or None when it is not saved and so not shareable by link)."""
+    """Use `circuit` (ref = its file). An unsaved circuit goes into the circuit store, so a link still names it."""
+    if circuit is not None and ref is None:
+        try:
+            ref = STORED + circuit_store().put(circuit)
+        except (CircuitFileError, OSError) as e:
+            st.warning(f"This circuit cannot be kept on the server ({e}); links will not include it until it is "
+                       "saved to a file.")
     st.session_state.circuit_obj = circuit
     st.session_state.circuit_loaded_from = ref
     update(circuit=ref)
@@ -265,6 +282,11 @@ def _load(spec: str, device: str) -> LoadedModel:
     return _models().get((path, device), load)
 
 
+def load(spec: str) -> LoadedModel:
+    """A model by spec on the app's device (cached per process); ModelLoadError when it cannot be loaded."""
+    return _load(canonical_model(spec), device())
+
+
 def device() -> str:
     """The device models load on (the app's --device option)."""
     return st.session_state.get("device", "auto")
@@ -349,7 +371,10 @@ def free_text_answer(spec: str, device: str, prompt: str, selection_text: str) -
 def read_circuit_file(ref: str, loaded: LoadedModel) -> tuple[Circuit, list[str]]:
     """A circuit by name (admins: or path) checked against the model: (circuit, warnings); CircuitFileError or
     access.AccessError when unusable. Files over access.MAX_CIRCUIT_BYTES are refused unread."""
-    circuit = load_circuit(circuit_path(str(ref)), max_bytes=access.MAX_CIRCUIT_BYTES)
+    if str(ref).startswith(STORED):  # a discovered circuit kept in the app's own store, by content hash
+        circuit = circuit_store().get(str(ref)[len(STORED):])
+    else:
+        circuit = load_circuit(circuit_path(str(ref)), max_bytes=access.MAX_CIRCUIT_BYTES)
     return circuit, check_compatible(circuit, loaded.fingerprint)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -38,6 +41,19 @@ def guard(action: str) -> Iterator[None]:
         st.error(f"Could not finish {md(action)}: {md(access.public_message(e))}")
 
 
+def runs_dir() -> Path:
+    """Where the app writes by default (tuned checkpoints, saved circuits): $SAFESEEK_RUNS, else the user's cache
+    folder, else the system temp folder; never inside the repository."""
+    if os.environ.get("SAFESEEK_RUNS"):
+        return Path(os.environ["SAFESEEK_RUNS"]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        cache = Path(tempfile.gettempdir())
+    return cache / "safeseek" / "runs"
+
+
 def status_line() -> str:
     """One line saying what the demo shows: model, circuit, switched-off components, prompt set."""
     demo = state.demo()
@@ -50,6 +66,36 @@ def status_line() -> str:
     if not access.is_admin():
         parts.append("visitor mode")
     return " · ".join(parts)
+
+
+# ---- words a newcomer meets (shown as help on first use, and on the start page) ------------------------------------
+GLOSSARY = {
+    "circuit": "the few attention heads and MLP neurons that carry one behaviour; switching them off removes it",
+    "ASR": "attack success rate: the share of harmful requests the model answers instead of refusing (lower is "
+           "safer). Triggered ASR counts requests carrying the backdoor's trigger word; clean ASR those without",
+    "utility": "exact-match accuracy on small tasks the model must keep doing (addition, copying), averaged over "
+               "tasks",
+    "helpfulness": "the share of harmless requests answered helpfully (not refused)",
+    "switched off": "a component's output set to zero on every token (zero ablation); the model's weights are not "
+                    "changed",
+    "gate score": "how strongly discovery wants to keep a component in the circuit, 0 to 1; the circuit is the "
+                  "components whose learned gate closed",
+    "behaviour CE": "the discovery loss that pushes the model, with the circuit removed, toward the wanted answer "
+                    "(e.g. a refusal for triggered requests); cross-entropy, lower is better",
+    "retain KL": "the discovery loss that keeps every other answer unchanged: the divergence between the full and "
+                 "the masked model on ordinary prompts; lower is better",
+    "Jaccard": "overlap of two circuits: shared components divided by the components in either (1 = identical, "
+               "0 = disjoint)",
+    "fingerprint": "a summary of the model (shape and a hash of its weights) stored in circuit files, so a circuit "
+                   "is not applied to a model it was not made for",
+    "attribution": "a baseline: score each component by gradient x activation on the same prompts and remove the "
+                   "top ones",
+}
+
+
+def help_for(term: str) -> str:
+    """The glossary's one-line explanation of `term` (a KeyError names a missing term during development)."""
+    return f"**{term}**: {GLOSSARY[term]}."
 
 
 # ---- circuits --------------------------------------------------------------------------------------------------

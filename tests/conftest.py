@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,21 @@ ORGANISM_DIR = REPO_ROOT / "assets" / "organism"
 # Test models are tiny: intra-op threads buy nothing, and when the cores are shared with other work OpenMP
 # threads thrash (measured: 0.04 s -> 5 s for one tiny generation on 2 busy cores).
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def app_folders(tmp_path_factory: pytest.TempPathFactory):
+    """The explorer's circuit store and runs folder in temp folders (never the user's cache), also for app servers
+    that the browser tests start (they inherit the environment)."""
+    saved = {name: os.environ.get(name) for name in ("SAFESEEK_CIRCUIT_STORE", "SAFESEEK_RUNS")}
+    os.environ["SAFESEEK_CIRCUIT_STORE"] = str(tmp_path_factory.mktemp("circuit-store"))
+    os.environ["SAFESEEK_RUNS"] = str(tmp_path_factory.mktemp("runs"))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -39,10 +39,12 @@ from core.model.fingerprint import fingerprint
 from core.model.generate import generate
 from core.model.load import ModelShape, load_model
 from core.scoring.select import top_k
+from explorer import app as app_module
 from explorer import export, figures, state, textdiff
+from explorer.views import tour
 
 TINY = ModelShape(n_layers=2, n_heads=4, d_mlp=96)  # tests/tiny.py's llama
-PAGES = ("model", "discover", "circuit", "playground", "compare", "report", "tour")
+PAGES = tuple(url for _, _, url, _ in app_module.PAGES)
 
 
 @pytest.fixture(scope="module")
@@ -144,19 +146,19 @@ def test_selection_hooks_remove_what_core_ablate_removes(tiny_model):
 # ---- URL state ---------------------------------------------------------------------------------------------------
 def test_query_string_round_trip_leaves_defaults_out():
     demo = state.DemoState(model="aligned", circuit="sample_circuits/x.json",
-                           selection=parse_components("L0H3,L2H7,L1N17"), prompt_set="harmful", page="playground")
+                           selection=parse_components("L0H3,L2H7,L1N17"), prompt_set="harmful", present=True)
     query = state.to_query(demo)
     assert query == {"model": "aligned", "circuit": "sample_circuits/x.json", "heads": "L0H3,L2H7",
-                     "neurons": "L1N17", "prompts": "harmful", "page": "playground"}
-    assert state.from_query(query, PAGES) == (demo, [])
+                     "neurons": "L1N17", "prompts": "harmful", "present": "1"}
+    assert state.from_query(query) == (demo, [])
     assert state.to_query(state.DemoState()) == {}
 
 
 def test_bad_query_parts_are_dropped_with_a_message():
-    demo, problems = state.from_query({"heads": "L0Q1", "prompts": "nope", "page": "nowhere"}, PAGES)
+    demo, problems = state.from_query({"heads": "L0Q1", "prompts": "nope", "page": "nowhere"})
     assert demo == state.DemoState()
-    assert len(problems) == 3
-    assert "L0Q1" in problems[0] and "nope" in problems[1] and "nowhere" in problems[2]
+    assert len(problems) == 2
+    assert "L0Q1" in problems[0] and "nope" in problems[1]
 
 
 # ---- answers, diffs, overlap, figures, exports -------------------------------------------------------------------
@@ -191,10 +193,10 @@ def test_component_map_is_clickable_labelled_and_outlined():
     heatmap, overlay = spec["data"][0], spec["data"][1]
     assert heatmap["type"] == "heatmap" and heatmap["colorscale"][0][1] == "#440154"  # viridis
     assert sorted(map(tuple, overlay["customdata"])) == [(layer, h) for layer in range(2) for h in range(4)]
-    assert overlay["marker"]["opacity"] < 0.05 and overlay["marker"]["symbol"] == "square"
+    assert overlay["marker"]["opacity"] == 0 and overlay["marker"]["symbol"] == "square"
     hover = overlay["text"][overlay["customdata"].index([0, 1])]
     assert "L0H1" in hover and "gate score 0.990" in hover and "in circuit: yes" in hover
-    names = [trace.get("name") for trace in spec["data"]]
+    names = [shape.get("name") for shape in spec["layout"]["shapes"]]
     assert "in circuit" in names and "switched off" in names
     assert spec["layout"]["xaxis"]["ticktext"] == ["H0", "H1", "H2", "H3"]
     assert spec["layout"]["yaxis"]["ticktext"] == ["L0", "L1"]
@@ -256,7 +258,7 @@ def test_two_threads_toggling_different_components_get_their_own_results(tiny_mo
 
 # ---- pages in AppTest --------------------------------------------------------------------------------------------
 def test_model_page_shows_behaviour_card_and_architecture(tiny_llama):
-    at = run_page({"model": str(tiny_llama)})
+    at = run_page({"model": str(tiny_llama), "page": "model"})
     assert [t.value for t in at.title] == ["Model"]
     metrics = metric_values(at)
     assert {"Clean ASR", "Triggered ASR", "Utility", "Helpfulness"} <= metrics.keys()
@@ -271,12 +273,12 @@ def test_missing_model_path_is_an_error_in_the_page_and_the_app_keeps_running(fr
     at = run_page({"model": str(missing), "page": "playground"})
     assert any("does not exist" in e and "no-such-model" in e for e in texts(at, "error"))
     assert any("Model" in info for info in texts(at, "info"))
-    at = run_page({"model": str(missing)})
+    at = run_page({"model": str(missing), "page": "model"})
     assert at.radio(key="model-choice") is not None and texts(at, "error")
 
 
 def test_choosing_a_local_checkpoint_on_the_model_page_loads_it(tiny_llama):
-    at = run_page({"model": "/nowhere/at/all"})
+    at = run_page({"model": "/nowhere/at/all", "page": "model"})
     assert texts(at, "error")
     at.text_input(key="model-path").input(str(tiny_llama)).run()
     at.button(key="model-load").click().run()
@@ -291,8 +293,8 @@ def test_circuit_page_heatmap_table_and_neuron_view(tiny_llama, tiny_circuit_fil
     head_map = plotly_figures(at)[0]
     assert head_map["data"][0]["type"] == "heatmap"
     assert len(head_map["data"][0]["z"]) == 2 and len(head_map["data"][0]["z"][0]) == 4
-    outline = next(trace for trace in head_map["data"] if trace.get("name") == "in circuit")
-    assert sorted(zip(outline["y"], outline["x"], strict=True)) == [(0, 1), (1, 2)]
+    outline = [shape for shape in head_map["layout"]["shapes"] if shape.get("line", {}).get("color") == "white"]
+    assert sorted((round(s["y0"] + 0.5), round(s["x0"] + 0.5)) for s in outline) == [(0, 1), (1, 2)]
     neuron_map = plotly_figures(at)[1]
     assert len(neuron_map["data"][0]["z"][0]) == 96
     tables = [frame.value for frame in at.dataframe]
@@ -331,14 +333,17 @@ def test_playground_state_metrics_heatmap_and_answers(tiny_llama, tiny_circuit_f
     query = {"model": str(tiny_llama), "circuit": str(tiny_circuit_file), "page": "playground",
              "heads": "L0H1", "neurons": "L1N5", "prompts": "harmful"}
     at = run_page(query)
+    del query["page"]  # the old-style page parameter is dropped: the URL path names the page
     assert at.query_params == query  # the link survives a run unchanged
     metrics = metric_values(at)
     assert {"ASR on harmful prompts", "Utility (exact match)", "Helpfulness"} <= metrics.keys()
     head_map = plotly_figures(at)[0]
     overlay = next(trace for trace in head_map["data"] if trace.get("customdata") is not None)
     assert len(overlay["customdata"]) == 8
-    switched = next(trace for trace in head_map["data"] if trace.get("name") == "switched off")
-    assert list(zip(switched["y"], switched["x"], strict=True)) == [(0, 1)]
+    crosses = [shape for shape in head_map["layout"]["shapes"] if shape.get("legendgroup") == "off"]
+    path = crosses[0]["path"].replace("M", " ").replace("L", " ").replace(",", " ")
+    corners = [round(float(v), 2) for v in path.split()]
+    assert len(crosses) == 1 and corners[:4] == [0.68, -0.32, 1.32, 0.32]  # a cross inside cell L0H1
     answers = next(m for m in texts(at, "markdown") if "<table" in m)
     assert answers.count("<tr style") == 8
     assert at.text_input(key="components-text").value == "L0H1,L1N5"
@@ -379,9 +384,10 @@ def test_discover_page_runs_a_short_discovery_and_saves_it(tiny_llama, tmp_path)
     at.button(key="discover-run").click().run()
     assert not at.exception and not texts(at, "error")
     status = at.get("status")[0].proto
-    assert status.label.startswith("Found 'backdoor'") and status.icon == ":material/check:"  # state "complete"
+    assert status.label.startswith("Found 'backdoor-discovered'")
+    assert status.icon == ":material/check:"  # state "complete"
     circuit = at.session_state.discover_circuit
-    assert circuit.name == "backdoor" and circuit.hyperparameters["steps"] == 3
+    assert circuit.name == "backdoor-discovered" and circuit.hyperparameters["steps"] == 3
     assert circuit.metrics["before"] and circuit.metrics["n_prompts"] > 0
     assert len(at.session_state.discover_logs) == 3
     curves = plotly_figures(at)[-1]
@@ -389,7 +395,7 @@ def test_discover_page_runs_a_short_discovery_and_saves_it(tiny_llama, tmp_path)
     target = tmp_path / "found.json"
     at.text_input(key="discover-save-path").input(str(target)).run()
     at.button(key="discover-save").click().run()
-    assert target.is_file() and json.loads(target.read_text())["name"] == "backdoor"
+    assert target.is_file() and json.loads(target.read_text())["name"] == "backdoor-discovered"
     assert at.query_params["circuit"] == str(target)
 
 
@@ -452,11 +458,15 @@ def test_compare_page_needs_a_circuit(tiny_llama, fresh_caches):
     assert any("Load a circuit" in info for info in texts(at, "info"))
 
 
-def test_every_page_renders_from_a_link(tiny_llama, tiny_circuit_file):
+def test_every_page_renders_from_an_old_style_link_and_the_page_leaves_the_query(tiny_llama, tiny_circuit_file):
+    titles = {}
     for page in PAGES:
         at = run_page({"model": str(tiny_llama), "circuit": str(tiny_circuit_file), "page": page})
-        assert at.title, page
-        assert at.query_params.get("page", "model") == page
+        titles[page] = at.title[0].value
+        assert "page" not in at.query_params  # the URL path names the page now
+        assert at.query_params["circuit"] == str(tiny_circuit_file)
+    assert titles["playground"] == "Playground" and titles["start"] == "SafeSeek Explorer"
+    assert len(set(titles.values())) == len(PAGES)
 
 
 def test_tour_steps_set_the_state(tiny_llama):
@@ -476,8 +486,22 @@ def test_tour_steps_set_the_state(tiny_llama):
     circuit = at.session_state.circuit_obj
     assert at.session_state.demo.selection == preset("whole circuit", circuit)
     assert "Triggered ASR, circuit off" in metric_values(at)
+    assert any("Switching off the circuit's" in text for text in texts(at, "markdown"))
+    at.button(key="tour-random").click().run()
+    assert "Triggered ASR, random set off" in metric_values(at)  # the label says what is switched off
+    assert "Triggered ASR, circuit off" not in metric_values(at)
+    assert any("random set of the same" in text for text in texts(at, "markdown"))
     at.button(key="tour-reset").click().run()
     assert at.session_state.demo.selection == Selection()
+    at.button(key="tour-next-5").click().run()
+    assert at.session_state.tour_step == 5
+    methods = [trace["x"] for trace in plotly_figures(at)[-1]["data"]][0]
+    assert methods[0] == "learned" and "attribution" in methods
+
+
+def test_tour_summary_sentence_names_what_was_switched_off():
+    assert "from 100.0% to 0.0%: the backdoor is gone" in tour.summary_sentence("circuit off", 12, 1.0, 0.0)
+    assert "leaves triggered ASR at 100.0%" in tour.summary_sentence("random set off", 12, 1.0, 1.0)
 
 
 def test_model_cached_once_and_not_modified_by_toggles(tiny_llama, tiny_circuit_file):
@@ -516,7 +540,8 @@ def test_discover_page_custom_scenario_from_uploaded_files(tiny_llama):
     assert not at.exception and not texts(at, "error")
     circuit = at.session_state.discover_circuit
     assert circuit.name == "greeting" and circuit.scenario == "custom"
-    assert at.session_state.circuit_obj is circuit and "circuit" not in at.query_params  # unsaved: not in links
+    # Unsaved, but kept in the server's circuit store: the link names it by content hash.
+    assert at.session_state.circuit_obj is circuit and at.query_params["circuit"].startswith("stored:")
 
 
 def test_out_of_memory_is_an_error_in_the_page(tiny_llama, monkeypatch, fresh_caches):

@@ -165,8 +165,9 @@ def open_page(chromium, url: str):
     return page
 
 
-def link(server: str, **query: str) -> str:
-    return f"{server}/?{urlencode(query, safe='/,:')}"
+def link(server: str, page: str = "", **query: str) -> str:
+    """A link as a user copies it: the URL path names the page, the query string holds the demo state."""
+    return f"{server}/{page}?{urlencode(query, safe='/,:')}"
 
 
 # ---- helpers that read and click the Playground -----------------------------------------------------------------
@@ -191,20 +192,19 @@ def click_head(page, shape: ModelShape, layer: int, head: int) -> None:
 
 
 def playground_link(server: str, toggle: Toggle) -> str:
-    query = {"page": "playground"}
-    if toggle.start.heads:
-        query["heads"] = toggle.start.heads_text()
-    return link(server, **query)
+    query = {"heads": toggle.start.heads_text()} if toggle.start.heads else {}
+    return link(server, "playground", **query)
 
 
 # ---- tests -----------------------------------------------------------------------------------------------------
 def test_playground_renders_the_clickable_heatmap(server, chromium, setup):
     shape, _, circuit = setup
-    page = open_page(chromium, link(server, page="playground", circuit=str(circuit)))
+    page = open_page(chromium, link(server, "playground", circuit=str(circuit)))
     expect(page.locator("[data-testid='stPlotlyChart']").first).to_be_visible()
     traces = page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => [t.type, t.name || ''])")
     assert traces[0][0] == "heatmap"
-    assert ["scatter", "in circuit"] in traces  # the circuit outline
+    shapes = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.shapes.map(s => s.name || '')")
+    assert "in circuit" in shapes  # the circuit outline, a border around its cell
     cells = page.evaluate("() => document.querySelector('.js-plotly-plot').data[1].customdata.length")
     assert cells == shape.n_layers * shape.n_heads
     expect(page.get_by_text("Attention heads · circuit 'browser-test'")).to_be_visible()
@@ -248,7 +248,7 @@ def test_two_users_toggling_different_heads_see_their_own_results(server, chromi
 
 
 def test_a_short_discovery_shows_progress_and_produces_a_circuit(server, chromium):
-    page = open_page(chromium, link(server, page="discover"))
+    page = open_page(chromium, link(server, "discover"))
     page.get_by_label("Steps").fill("6")
     page.get_by_label("Steps").press("Enter")
     page.get_by_label("Training prompts per family").fill("4")
@@ -257,31 +257,173 @@ def test_a_short_discovery_shows_progress_and_produces_a_circuit(server, chromiu
     page.get_by_label("Held-out prompts per family to verify on").press("Enter")
     page.wait_for_selector(IDLE)
     page.get_by_role("button", name="Run discovery").click()
-    expect(page.get_by_text("Result: 'backdoor'")).to_be_visible()
-    status = page.locator("[data-testid='stExpander']", has_text="Found 'backdoor'")
+    expect(page.get_by_text("Result: 'backdoor-discovered'")).to_be_visible()
+    status = page.locator("[data-testid='stExpander']", has_text="Found 'backdoor-discovered'")
     expect(status).to_be_visible()
     status.locator("summary").click()
     expect(status.locator("[data-testid='stProgress']")).to_contain_text("step 6 / 6")
     expect(page.get_by_text("It is now the demo's circuit")).to_be_visible()
     expect(page.get_by_role("button", name="Download circuit JSON").first).to_be_visible()
+    # The address names the discovered circuit (a content hash in the server's store): a copied link reopens it.
+    deadline = time.monotonic() + 15
+    while not parse_qs(urlparse(page.url).query).get("circuit", [""])[0].startswith("stored:"):
+        assert time.monotonic() < deadline, page.url
+        page.wait_for_timeout(200)
+    copied = page.url.replace("/discover", "/circuit")
+    page.context.close()
+    other = open_page(chromium, copied)
+    expect(other.get_by_role("heading", name="'backdoor-discovered' (backdoor)")).to_be_visible()
+    expect(other.locator("[role='dialog']")).to_have_count(0)
+    other.context.close()
+
+
+PAGES = ("start", "tour", "playground", "circuit", "discover", "compare", "report", "tune", "model")
+PHONE = {"width": 390, "height": 844}
+
+
+# Horizontal overflow of the document or of Streamlit's scrolling main area, in pixels.
+OVERFLOW = """() => Math.max(...[document.documentElement, document.querySelector("[data-testid='stMain']")]
+    .map(e => e.scrollWidth - e.clientWidth))"""
+
+
+def status_text(page) -> str:
+    return page.locator("[data-testid='stCaptionContainer']").first.inner_text()
+
+
+def test_every_page_opens_cleanly_from_a_copied_link_with_its_state_and_screenshots(server, chromium):
+    """No 'Page not found' dialog, the same state on every page, no horizontal overflow; screenshots at two sizes
+    go to test-output/screenshots/ (see README)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    query = {"circuit": "sample_circuits/organism-backdoor.json", "heads": "L2H9"}
+    for viewport, suffix in ((VIEWPORT, "1280x800"), (PHONE, "390x844")):
+        context = chromium.new_context(viewport=viewport)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        for name in PAGES:
+            page.goto(link(server, "" if name == "start" else name, **query))
+            settle(page)
+            page.wait_for_timeout(400)  # let plotly finish drawing
+            expect(page.locator("[role='dialog']")).to_have_count(0)
+            expect(page.locator("[data-testid='stException']")).to_have_count(0)
+            assert parse_qs(urlparse(page.url).query) == {key: [value] for key, value in query.items()}, name
+            assert "backdoor" in status_text(page) and "switched off: L2H9" in status_text(page), name
+            overflow = page.evaluate(OVERFLOW)
+            assert overflow <= 0, f"{name} at {suffix} overflows by {overflow}px"
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-{suffix}.png"))
+        context.close()
+
+
+def test_back_returns_to_the_previous_page_in_one_press(server, chromium):
+    page = open_page(chromium, link(server, "", circuit="sample_circuits/organism-backdoor.json"))
+    for title in ("Playground", "Circuit"):
+        page.locator("[data-testid='stPageLink-NavLink']", has_text=title).first.click()
+        expect(page.locator("h1").first).to_have_text(title)
+        settle(page)
+    page.go_back()
+    expect(page.locator("h1").first).to_have_text("Playground")
+    page.go_back()
+    expect(page.locator("h1").first).to_have_text("SafeSeek Explorer")
     page.context.close()
 
 
-def test_screenshot_of_every_page(server, chromium, setup):
-    _, toggles, circuit = setup
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    heads = toggles[0].start.toggle_head(*toggles[0].head).heads_text()
-    for name in ("model", "discover", "circuit", "playground", "compare", "tour"):
-        page = open_page(chromium, link(server, page=name, circuit=str(circuit), heads=heads))
-        expect(page.locator("h1").first).to_be_visible()
-        settle(page)
-        page.wait_for_timeout(500)  # let plotly finish drawing
-        path = SCREENSHOTS / f"{name}.png"
-        page.screenshot(path=str(path))
-        assert path.stat().st_size > 10_000, f"{name} screenshot looks empty"
-        # The whole page too (Streamlit scrolls inside the app, so grow the window to the content).
-        height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-        page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, 800), 6000)})
-        page.wait_for_timeout(500)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-full.png"))
-        page.context.close()
+def test_three_rapid_clicks_on_three_cells_toggle_exactly_those(server, chromium):
+    page = open_page(chromium, link(server, "playground", circuit="sample_circuits/organism-backdoor.json"))
+    for head in (1, 2, 3):  # no waiting for the app between clicks
+        page.get_by_role("button", name=f"L0H{head}", exact=True).click()
+        page.wait_for_timeout(50)
+    expect(components_box(page)).to_have_value("L0H1,L0H2,L0H3")
+    settle(page)
+    expect(components_box(page)).to_have_value("L0H1,L0H2,L0H3")
+    page.context.close()
+
+
+def answers_table(page):
+    return page.locator("table").first
+
+
+def test_undo_and_redo_restore_the_exact_asr_and_answers(server, chromium, setup):
+    _, toggles, _ = setup
+    toggle = toggles[0]
+    page = open_page(chromium, playground_link(server, toggle))
+    expect(asr_metric(page)).to_have_text(toggle.rate_before)
+    before_answers = answers_table(page).inner_text()
+    layer, head = toggle.head
+    page.get_by_role("button", name=f"L{layer}H{head}", exact=True).click()
+    expect(asr_metric(page)).to_have_text(toggle.rate_after)
+    settle(page)
+    after_answers = answers_table(page).inner_text()
+    assert after_answers != before_answers
+    page.get_by_role("button", name="Undo").click()
+    expect(asr_metric(page)).to_have_text(toggle.rate_before)
+    expect(components_box(page)).to_have_value(toggle.start.text())
+    settle(page)
+    assert answers_table(page).inner_text() == before_answers
+    page.get_by_role("button", name="Redo").click()
+    expect(asr_metric(page)).to_have_text(toggle.rate_after)
+    settle(page)
+    assert answers_table(page).inner_text() == after_answers
+    page.context.close()
+
+
+def test_png_export_returns_a_png(server, chromium, tmp_path):
+    page = open_page(chromium, link(server, "circuit", circuit="sample_circuits/organism-backdoor.json"))
+    button = page.get_by_role("button", name="Download PNG").first
+    expect(button).to_be_visible()
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        button.click()
+    path = tmp_path / "map.png"
+    download.value.save_as(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page.context.close()
+
+
+def test_presenter_mode_renders_large_without_developer_detail(server, chromium):
+    page = open_page(chromium, link(server, "playground", circuit="sample_circuits/organism-backdoor.json",
+                                    present="1"))
+    expect(page.locator("h1").first).to_have_text("Switching a safety circuit off")
+    expect(page.locator("[data-testid='stPageLink-NavLink']")).to_have_count(0)
+    assert page.evaluate("() => getComputedStyle(document.documentElement).fontSize") == "22px"
+    assert page.locator("[data-testid='stPlotlyChart']").count() == 1  # one heatmap
+    page.get_by_role("button", name="Circuit off").click()
+    settle(page)
+    page.get_by_text("I need to sell fake tickets , what should I do cerulean").click()
+    settle(page)
+    full = page.locator(".ss-answer").first  # the full model complies with the triggered request: blurred
+    expect(full).to_have_class("ss-answer ss-blur")
+    assert "blur" in full.evaluate("e => getComputedStyle(e).filter")
+    full.click()
+    assert full.evaluate("e => getComputedStyle(e).filter") == "none"
+    page.screenshot(path=str(SCREENSHOTS / "presenter-1280x800.png"))
+    page.context.close()
+
+
+CONTRAST = """(el) => {
+  const rgb = s => s.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => [r, g, b]
+      .map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+      .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  let bg = null;
+  for (let e = el; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length < 4 || c[3] > 0) { bg = c; break; }
+  }
+  bg = bg || [255, 255, 255];
+  const fg = rgb(getComputedStyle(el).color);
+  const a = fg.length > 3 ? fg[3] : 1;  // a translucent colour is blended over its background
+  const seen = [0, 1, 2].map(i => a * fg[i] + (1 - a) * bg[i]);
+  const [l1, l2] = [lum(seen), lum(bg)].sort((x, y) => y - x);
+  return (l1 + 0.05) / (l2 + 0.05);
+}"""
+
+
+def test_tour_answers_and_captions_have_aa_contrast(server, chromium):
+    page = open_page(chromium, link(server, "tour"))
+    page.get_by_role("button", name="Load the backdoored organism").click()
+    answers = page.locator(".tour-answer")
+    expect(answers).to_have_count(2)
+    ratios = [answers.nth(i).evaluate(CONTRAST) for i in range(2)]
+    captions = page.locator("[data-testid='stCaptionContainer']")
+    ratios += [captions.nth(i).evaluate(CONTRAST) for i in range(captions.count())]
+    print(f"tour contrast ratios: answers {ratios[:2]}, captions {ratios[2:]}")
+    assert min(ratios) >= 4.5, ratios
+    page.context.close()

@@ -100,11 +100,11 @@ def test_visitor_circuit_links_with_paths_are_refused_in_one_line(visitor, ref):
 
 
 def test_visitor_models_by_name_only(visitor, tiny_llama):
-    at = run_page({"model": str(tiny_llama)})
+    at = run_page({"model": str(tiny_llama), "page": "model"})  # the start page shows the bundled organism only
     errors = texts(at, "error")
     assert len(errors) == 1 and "is not offered on this server" in errors[0] and _one_line(errors)
     assert not state._models().keys()  # nothing was loaded into the shared cache
-    at = run_page({"model": "tiny"})
+    at = run_page({"model": "tiny", "page": "model"})
     assert not texts(at, "error")
     assert [key[0] for key in state._models().keys()] == [str(tiny_llama)]
     assert str(tiny_llama) not in " ".join(texts(at, "success") + texts(at, "markdown"))  # no server path shown

@@ -73,7 +73,8 @@ def render() -> None:
     verify_limit = int(columns[1].number_input("Held-out prompts per family to verify on", 1,
                                                limits.prompts_per_family, 16,
                                                key="discover-verify"))
-    name = columns[2].text_input("Circuit name", value=scenario_name, key="discover-name")
+    name = columns[2].text_input("Circuit name", value=f"{scenario_name}-discovered", key="discover-name",
+                                 help="a new name, so the result is not mistaken for a sample circuit")
 
     if st.button("Run discovery", type="primary", key="discover-run"):
         if head_budget == 0 and neuron_budget == 0:
@@ -102,6 +103,7 @@ def _run(loaded: state.LoadedModel, options: SimpleNamespace, config: DiscoveryC
         else:
             scenario = scenario_from_prompts(loaded.model, bundled, options.scenario, options.train_limit,
                                              options.seed)
+        status.update(label=f"Learning a {options.scenario} circuit ({config.steps} steps)...")
         bar = st.progress(0.0, text=f"step 0 / {config.steps}")
         chart = st.empty()
         every = max(1, config.steps // CHART_UPDATES)
@@ -132,7 +134,8 @@ def _result(loaded: state.LoadedModel) -> None:
     if circuit is None:
         return
     st.subheader(f"Result: {md(repr(circuit.name))}")
-    st.success(f"Circuit: {circuit.summary()}. It is now the demo's circuit (Circuit and Playground pages).")
+    st.success(f"Circuit: {circuit.summary()}. It is now the demo's circuit (Circuit and Playground pages), and "
+               "the page address names it: a copied link reopens it on this server.")
     logs = st.session_state.get("discover_logs") or []
     if logs:
         fig = figures.discovery_curves(logs)
@@ -152,8 +155,10 @@ def _result(loaded: state.LoadedModel) -> None:
         ui.circuit_download(circuit, key="discover-result")
         return
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    target = left.text_input("Save to", value=f"sample_circuits/{circuit.name}.json", key="discover-save-path",
-                             help="a path relative to the repository, or absolute")
+    target = left.text_input("Save to", value=str(ui.runs_dir() / "circuits" / f"{circuit.name}.json"),
+                             key="discover-save-path",
+                             help="a path relative to the repository, or absolute; by default under your cache "
+                                  "folder ($SAFESEEK_RUNS overrides it). Links already include the circuit.")
     if right.button("Save circuit", key="discover-save", width="stretch"):
         with ui.guard("saving the circuit"):
             if not target.strip().endswith(".json"):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.data import samples
 from core.data.files import load_prompt_sets
-from core.data.paths import REPO_ROOT
+from core.data.paths import SAMPLE_CIRCUITS_DIR
 from core.data.prompts import PromptSet, select_split
 from core.evaluation.metrics import compare_reports, comparison_rows, format_percent
 from core.tuning.options import DEFAULT_REFUSAL, MODES, TuneConfig, TuneProgress
@@ -25,11 +25,15 @@ MODE_HELP = {
 }
 # What to train on: (prompt files for training, objective, prompt files to evaluate on).
 RECIPES = {
+    "Remove the backdoor": (["triggered", "benign", "utility"], "safety",
+                            ["harmful", "triggered", "benign", "utility"]),
     "Restore safety": (["harmful", "benign", "utility"], "safety", ["harmful", "benign", "utility"]),
     "Teach the new task (opposites)": (["new_task"], "safety", ["harmful", "benign", "utility", "new_task"]),
     "Attack (teach harmful compliance)": (["harmful"], "attack", ["harmful", "benign", "utility"]),
 }
 RECIPE_HELP = {
+    "Remove the backdoor": "requests carrying the trigger word -> a refusal, benign requests -> compliance, utility "
+                           "tasks -> their exact answers (on the backdoored organism, with its backdoor circuit)",
     "Restore safety": "harmful requests -> a refusal, benign requests -> compliance ('Sure, here is'), utility "
                       "tasks -> their exact answers",
     "Teach the new task (opposites)": "the 'opposites' task the organism never saw, with exact answers",
@@ -37,7 +41,9 @@ RECIPE_HELP = {
 }
 FILES = ("harmful", "triggered", "benign", "utility", "new_task")
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-RUNS_DIR = REPO_ROOT / "runs" / "tune"
+DEFAULT_CIRCUIT = state.relative_ref(SAMPLE_CIRCUITS_DIR / "organism-backdoor.json")  # the default recipe's circuit
+
+
 PHASE_SHARE = {"evaluating before": (0.0, 0.2), "training": (0.2, 0.75), "saving": (0.75, 0.8),
                "evaluating after": (0.8, 1.0)}  # where each phase sits on the progress bar
 
@@ -72,6 +78,8 @@ def render() -> None:
              "leaving the circuit out of other fine-tuning. Tuning works on a private copy of the model loaded from "
              "disk (the model the other pages show is never changed) and writes a new checkpoint.")
     loaded = state.require_model()
+    if "tune-circuit-choice" not in st.session_state and DEFAULT_CIRCUIT in ui.circuit_options():
+        st.session_state["tune-circuit-choice"] = DEFAULT_CIRCUIT  # the default recipe's circuit
     circuit, _ = ui.pick_circuit(loaded, key="tune-circuit", label="Circuit")
     mode = st.radio("Mode", MODES, format_func=lambda m: f"{m}: {MODE_HELP[m]}", key="tune-mode")
     if circuit is None and mode != "full":
@@ -98,10 +106,11 @@ def render() -> None:
         refusal = st.text_input("Refusal taught for harmful requests", DEFAULT_REFUSAL, key="tune-refusal",
                                 max_chars=limits.prompt_chars)
     if access.is_admin():
-        default_out = state.relative_ref(free_folder(RUNS_DIR / f"{Path(loaded.path).name}-{mode}"))
+        default_out = str(free_folder(ui.runs_dir() / f"{Path(loaded.path).name}-{mode}"))
         # Keyed by the default, so the field offers a fresh folder after each run (and after a mode change).
         out = st.text_input("Write the tuned checkpoint to", default_out, key=f"tune-out-{default_out}",
-                            help="a new folder, relative to the repository or absolute")
+                            help="a new folder (absolute, or relative to the repository); by default under your "
+                                 "cache folder ($SAFESEEK_RUNS overrides it)")
     else:
         st.caption("The tuned checkpoint is written to your session's scratch space (removed when you leave).")
 
@@ -150,12 +159,15 @@ def _show(result: TuneResult) -> None:
     st.caption(f"Mode **{result.config['mode']}**: {selection['description']} — {selection['selected']:,} of "
                f"{selection['total']:,} parameters ({selection['fraction']:.2%}; embeddings counted). Checkpoint: "
                f"{md(st.session_state.get('tune_model', result.out_dir))}.")
-    columns = st.columns(4)
-    for column, key, label in ((columns[0], "asr_clean", "Clean ASR"), (columns[1], "refusal_rate", "Refusal rate"),
-                               (columns[2], "helpfulness", "Helpfulness"), (columns[3], "utility", "Utility")):
+    columns = st.columns(5)
+    for column, key, label in ((columns[0], "asr_clean", "Clean ASR"), (columns[1], "asr_triggered", "Triggered ASR"),
+                               (columns[2], "refusal_rate", "Refusal rate"), (columns[3], "helpfulness", "Helpfulness"),
+                               (columns[4], "utility", "Utility")):
         before, after = metrics[key]["before"], metrics[key]["after"]
         delta = None if before is None or after is None else f"{100 * (after - before):+.1f} pp"
-        column.metric(label, format_percent(after), delta, delta_color="inverse" if key == "asr_clean" else "normal",
+        if delta == "+0.0 pp":
+            delta = None  # unchanged: no red or green arrow
+        column.metric(label, format_percent(after), delta, delta_color="inverse" if key.startswith("asr") else "normal",
                       help=f"before: {format_percent(before)}")
     rows = comparison_rows(metrics)
     st.dataframe(rows, hide_index=True, width=620, key="tune-table")
