@@ -80,8 +80,12 @@ def main() -> None:
     # two history entries per page. Our links carry the query string, so a page change is one entry.
     navigation = st.navigation(pages, position="hidden")
     old_page = query.get("page")  # links made before the page moved into the URL path: /?page=circuit
-    if first_run and old_page in {url for _, _, url, _ in PAGES} and not navigation.url_path:
+    known_pages = [url for _, _, url, _ in PAGES]
+    if first_run and old_page in known_pages and not navigation.url_path:
         nav.go(old_page)
+    elif first_run and old_page:
+        st.session_state.url_problems.append(f"unknown page {old_page!r} in the link; use one of "
+                                             f"{', '.join(known_pages)}")
     st.html(BASE_CSS + (PRESENTER_CSS if present else ""))
     for problem in st.session_state.url_problems:
         st.warning(f"Link: {access.md(problem)}")

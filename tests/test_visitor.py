@@ -320,9 +320,9 @@ def _tune_page(circuit_json: str) -> None:
 def test_visitor_tuning_writes_its_checkpoint_into_the_scratch_area(visitor, tiny_circuit_json):
     from streamlit.testing.v1 import AppTest
 
-    from explorer.views.tune import RUNS_DIR
+    from explorer.ui import runs_dir
 
-    runs_before = _snapshot(RUNS_DIR)
+    runs_before = _snapshot(runs_dir())
     at = AppTest.from_function(_tune_page, args=(tiny_circuit_json,), default_timeout=300).run()
     assert not at.exception
     assert not [t for t in at.text_input if t.label == "Write the tuned checkpoint to"]  # no path to type
@@ -333,7 +333,7 @@ def test_visitor_tuning_writes_its_checkpoint_into_the_scratch_area(visitor, tin
     assert not at.exception and not texts(at, "error"), texts(at, "error")
     [report] = list((visitor / "scratch").rglob("tune_report.json"))
     assert report.parent.parent.name == "tune"
-    assert _snapshot(RUNS_DIR) == runs_before
+    assert _snapshot(runs_dir()) == runs_before
     at.button(key="tune-use").click().run()
     assert at.session_state.demo.model == f"scratch/{report.parent.name}"
     assert not texts(at, "error")

@@ -78,8 +78,10 @@ def render() -> None:
              "leaving the circuit out of other fine-tuning. Tuning works on a private copy of the model loaded from "
              "disk (the model the other pages show is never changed) and writes a new checkpoint.")
     loaded = state.require_model()
-    if "tune-circuit-choice" not in st.session_state and DEFAULT_CIRCUIT in ui.circuit_options():
-        st.session_state["tune-circuit-choice"] = DEFAULT_CIRCUIT  # the default recipe's circuit
+    # The default recipe's circuit, unless the demo already has a circuit (then the picker starts on that one).
+    if ("tune-circuit-choice" not in st.session_state and st.session_state.get("circuit_obj") is None
+            and DEFAULT_CIRCUIT in ui.circuit_options()):
+        st.session_state["tune-circuit-choice"] = DEFAULT_CIRCUIT
     circuit, _ = ui.pick_circuit(loaded, key="tune-circuit", label="Circuit")
     mode = st.radio("Mode", MODES, format_func=lambda m: f"{m}: {MODE_HELP[m]}", key="tune-mode")
     if circuit is None and mode != "full":
