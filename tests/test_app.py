@@ -264,6 +264,11 @@ def test_model_page_shows_behaviour_card_and_architecture(tiny_llama):
     assert {"Clean ASR", "Triggered ASR", "Utility", "Helpfulness"} <= metrics.keys()
     assert all(metrics[name].endswith("%") for name in ("Clean ASR", "Triggered ASR", "Utility", "Helpfulness"))
     assert metrics["Layers"] == "2" and metrics["Heads per layer"] == "4" and metrics["MLP neurons per layer"] == "96"
+    # The judges' disagreements, listed with the texts: as many rows as the label counts.
+    disagree = next(e for e in at.expander if e.label.startswith("Where the judges disagree ("))
+    listed = disagree.dataframe[0].value
+    assert disagree.label.startswith(f"Where the judges disagree ({len(listed)} of ")
+    assert len(listed) and {"prompt", "answer", "refusal", "target"} <= set(listed.columns)
     assert at.radio(key="model-choice").value.startswith("Local checkpoint")
     assert at.text_input(key="model-path").value == str(tiny_llama)
 
@@ -443,14 +448,16 @@ def test_compare_page_shows_baselines_chart_and_table(organism_dir, tmp_path):
     assert {"triggered ASR after", "clean ASR before", "clean ASR after"} <= set(table.columns)
 
 
-def test_compare_page_reports_core_errors_in_the_page(tiny_llama, tiny_circuit_file):
-    """A random tiny model helps with nothing, so utility retention is undefined: an error, not a crash."""
+def test_compare_page_shows_na_retention_with_its_reason(tiny_llama, tiny_circuit_file):
+    """A random tiny model answers no utility task, so utility retention is undefined: n/a with the reason."""
     at = run_page({"model": str(tiny_llama), "circuit": str(tiny_circuit_file), "page": "compare"})
     at.number_input(key="compare-seeds").set_value(1)
     at.number_input(key="compare-limit").set_value(1)
     at.button(key="compare-run").click().run()
-    assert not at.exception
-    assert any("comparing with the baselines" in e and "retention is undefined" in e for e in texts(at, "error"))
+    assert not at.exception and not texts(at, "error")
+    table = at.dataframe[0].value
+    assert set(table["utility kept"]) == {"n/a"}
+    assert any("Utility kept is n/a: the 'before' model scores 0" in c for c in texts(at, "caption"))
 
 
 def test_compare_page_needs_a_circuit(tiny_llama, fresh_caches):

@@ -138,3 +138,30 @@ def build_tiny_checkpoint(arch: str, path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def build_tiny_classifier(path: Path, answer: str, chat_template: str | None = None) -> Path:
+    """A tiny GPT-2 checkpoint whose greedy reply to anything is `answer` (repeated): a stand-in classifier judge.
+
+    `answer` becomes one added token; the final layer norm's gain is zeroed and its bias points at that token's
+    (enlarged) embedding, so every position's logits peak there. `chat_template` replaces the tokenizer's."""
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.add_tokens([answer])
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    token_ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                     pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    config = _tiny_config("gpt2", len(tokenizer), token_ids)
+    config.n_positions = 2048  # the HarmBench prompt alone is ~600 of these tiny tokens
+    model = AutoModelForCausalLM.from_config(config)
+    answer_id = tokenizer.convert_tokens_to_ids(answer)
+    with torch.no_grad():
+        wte = model.transformer.wte.weight
+        wte[answer_id] *= 10  # the largest embedding, so its own direction scores highest
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(wte[answer_id] / wte[answer_id].norm())
+    path = Path(path)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

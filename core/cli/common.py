@@ -89,10 +89,11 @@ def show_estimate(estimate, options: str, dry_run: bool) -> None:
         raise CliError(str(e)) from None
 
 
-def load_prompts(paths: list[str]):
+def load_prompts(paths: list[str], label: str | None = None):
+    """The prompt files as one set (`label`: relabel every row), a bad file as a CliError."""
     from core.data.files import PromptFileError, load_prompt_sets
 
     try:
-        return load_prompt_sets(paths)
+        return load_prompt_sets(paths, label=label)
     except PromptFileError as e:
         raise CliError(str(e)) from None

@@ -7,7 +7,7 @@ from typing import Literal
 
 from core.cli.common import load, load_prompts, show_estimate
 from core.cli.discover import ScenarioOptions
-from core.cli.options import CliError, option
+from core.cli.options import CliError, bad, option
 
 
 @dataclass(kw_only=True)
@@ -31,25 +31,37 @@ def run(args: Args) -> int:
     from core.data.files import write_text_atomic
     from core.data.prompts import select_split
     from core.evaluation.compare import compare, format_table
+    from core.evaluation.metrics import RATE_LABELS, scenario_rates
     from core.evaluation.report import judging_length
     from core.model.estimate import estimate_generation
     from core.model.fingerprint import fingerprint
 
+    # The circuit and every prompt file are read and checked before the model loads.
     try:
         circuit = load_circuit(args.circuit)
     except CircuitFileError as e:
-        raise CliError(str(e)) from None
+        raise CliError(f"--circuit: {e}") from None
     if circuit.scenario == "custom":
-        raise CliError(f"--circuit: {args.circuit} is a custom-scenario circuit; compare runs on backdoor and "
-                       "alignment circuits only")
+        args.check_custom("--circuit", f"{args.circuit} is a custom-scenario circuit, which")
     all_prompts = load_prompts(args.prompts)
+    data = args.scenario_data(circuit.scenario, all_prompts)
     prompts = select_split(all_prompts, args.split, args.verify_limit, args.seed)
+    if not any(p.split == args.split for p in all_prompts):
+        print(f"note: no prompt has split {args.split!r}; evaluating every prompt of {', '.join(args.prompts)}")
+    judged = RATE_LABELS[scenario_rates(circuit.scenario)[0]]
+    if not len(prompts.filter(label=judged)):
+        raise bad("--prompts", f"a {circuit.scenario} circuit is judged on rows labelled {judged!r}, and the "
+                  f"held-out prompts ({args.split} split of {', '.join(args.prompts)}) have none", "add some")
+    for label in ("benign", "utility"):
+        if not len(prompts.filter(label=label)):
+            print(f"note: no {label} rows among the held-out prompts; their figures are skipped")
     model = load(args)
     try:
-        check_compatible(circuit, fingerprint(model))
+        for note in check_compatible(circuit, fingerprint(model)):
+            print(f"note: {note}")
     except CircuitFileError as e:
-        raise CliError(str(e)) from None
-    scenario = args.scenario(model, circuit.scenario, all_prompts)
+        raise CliError(f"--circuit: {e}") from None
+    scenario = args.scenario(model, circuit.scenario, data)
     # compare() evaluates the full model, the learned circuit, --seeds random sets, attribution and magnitude.
     estimate = estimate_generation(model, "compare", [p.prompt for p in prompts], 64,
                                    judging_length(model.tokenizer, prompts), runs=args.seeds + 4)

@@ -19,15 +19,41 @@ class ScenarioOptions(EstimatedOptions):
     prompts: list[str] = option(default_factory=lambda: list(DEFAULT_PROMPTS), metavar="FILE",
                                 help="prompt files with harmful/triggered/benign/utility rows and train/val/test "
                                 "splits (default: the organism's)")
+    behaviour: str | None = option(None, metavar="FILE", help="custom scenario: prompts whose `target` removal "
+                                   "should produce")
+    retain: list[str] | None = option(None, metavar="FILE", help="custom scenario: prompts whose answers must not "
+                                      "change")
     train_limit: int = option(48, metavar="N", min=1, help="training prompts per family")
     seed: int = option(D.seed, min=0, help="seed of the prompt samples (and of discovery)")
 
-    def scenario(self, model, name: str, prompts):
-        """The backdoor or alignment scenario to learn on, from the train split of `prompts`."""
-        from core.scoring.scenario import DiscoveryError, scenario_from_prompts
+    def check_custom(self, flag: str, subject: str) -> None:
+        """A custom scenario is learned from --behaviour and --retain: both must be given."""
+        if not self.behaviour or not self.retain:
+            raise bad(flag, f"{subject} needs --behaviour FILE and --retain FILE...",
+                      "pass both (the prompts with the target removal should produce, and those whose answers "
+                      "must not change)")
+
+    def scenario_data(self, name: str, prompts):
+        """What scenario `name` learns from, read and checked before any model loads: the --behaviour and
+        --retain sets for custom (check_custom first), else `prompts`, which must hold the labels it needs."""
+        if name == "custom":
+            return load_prompts([self.behaviour]), load_prompts(self.retain)
+        labels = {p.label for p in prompts}
+        needed = ("triggered", "harmful") if name == "backdoor" else ("harmful",)
+        missing = [label for label in needed if label not in labels]
+        if missing:
+            raise bad("--prompts", f"the {name} scenario needs rows labelled {' and '.join(map(repr, missing))} in "
+                      f"{', '.join(self.prompts)}", "add them (the organism's assets/prompts/*.jsonl have them)")
+        return prompts
+
+    def scenario(self, model, name: str, data):
+        """The scenario to learn on: custom from its two sets, backdoor or alignment from the train split."""
+        from core.scoring.scenario import DiscoveryError, custom_scenario, scenario_from_prompts
 
         try:
-            return scenario_from_prompts(model, prompts, name, self.train_limit, self.seed)
+            if name == "custom":
+                return custom_scenario(model, *data)
+            return scenario_from_prompts(model, data, name, self.train_limit, self.seed)
         except DiscoveryError as e:
             raise CliError(str(e)) from None
 
@@ -39,10 +65,6 @@ behaviour and keeps the rest, then read out a binary circuit and verify it by ge
 
     scenario_name: Literal["backdoor", "alignment", "custom"] = option(flag="--scenario", help="what removal "
                                                                        "should change")
-    behaviour: str | None = option(None, metavar="FILE", help="custom scenario: prompts whose `target` removal "
-                                   "should produce")
-    retain: list[str] | None = option(None, metavar="FILE", help="custom scenario: prompts whose answers must not "
-                                      "change")
     head_budget: float = option(D.head_budget, help="max fraction of heads, below 1 (0: learn neurons only)")
     neuron_budget: float = option(D.neuron_budget, help="max fraction of neurons, below 1 (0: learn heads only)")
     sparsity_lambda: float | None = option(None, flag="--lambda", above=0,
@@ -66,8 +88,8 @@ behaviour and keeps the rest, then read out a binary circuit and verify it by ge
         if self.head_budget == 0 and self.neuron_budget == 0:
             raise bad("--head-budget", "both budgets are 0, so nothing can be learned",
                       "give --head-budget or --neuron-budget a fraction above 0")
-        if self.scenario_name == "custom" and (not self.behaviour or not self.retain):
-            raise bad("--scenario", "custom needs --behaviour FILE and --retain FILE...", "pass both")
+        if self.scenario_name == "custom":
+            self.check_custom("--scenario", "custom")
         self.check_device()
 
     def config(self) -> DiscoveryConfig:
@@ -103,21 +125,18 @@ def run(args: Args) -> int:
     from core.data.prompts import select_split
     from core.evaluation.verify import format_verification, verify
     from core.scoring.learned import discover
-    from core.scoring.scenario import DiscoveryError, custom_scenario
+    from core.scoring.scenario import DiscoveryError
 
-    prompts = load_prompts(args.prompts)  # every file is read before the model loads: bad ones fail fast
-    custom = (load_prompts([args.behaviour]), load_prompts(args.retain)) if args.scenario_name == "custom" else None
+    prompts = load_prompts(args.prompts)  # every file is read and checked before the model loads: bad ones fail fast
+    data = args.scenario_data(args.scenario_name, prompts)
     model = load(args)
     config = args.config()
-    show_estimate(_estimate(model, args, config, custom or prompts), "--batch-size, --device-map/--max-memory or "
-                  "--dtype", args.dry_run)
+    show_estimate(_estimate(model, args, config, data), "--batch-size, --device-map/--max-memory or --dtype",
+                  args.dry_run)
     if args.dry_run:
         return 0
+    scenario = args.scenario(model, args.scenario_name, data)
     try:
-        if custom:
-            scenario = custom_scenario(model, *custom)
-        else:
-            scenario = args.scenario(model, args.scenario_name, prompts)
         with tqdm(total=args.steps, desc=f"discover {args.scenario_name}", unit="step") as bar:
             def show(log):
                 bar.set_postfix(loss=f"{log.loss:.3f}", behaviour=f"{log.behaviour:.3f}", retain=f"{log.retain:.3f}",

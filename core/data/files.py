@@ -1,10 +1,8 @@
-"""Prompt files (JSONL and AdvBench-style CSV) and atomic writes of files and folders."""
+"""Prompt files (JSONL and public benchmark CSVs) and atomic writes of files and folders."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import os
 import shutil
@@ -12,9 +10,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from core.data.benchmarks import BenchmarkFormatError, parse_csv
 from core.data.prompts import LABELS, SPLITS, Prompt, PromptSet
-
-CSV_COLUMNS = ("goal", "target")
 
 _JSONL_EXAMPLE = '{"prompt": "What is 2 plus 3?", "category": "addition", "label": "utility", "target": "5"}'
 
@@ -31,10 +28,10 @@ class PromptFileError(ValueError):
 
 
 def load_prompts(path: str | Path, *, label: str | None = None, max_bytes: int | None = None) -> PromptSet:
-    """Read a `.jsonl` prompt file or an AdvBench-style `.csv` (`goal,target`).
+    """Read a `.jsonl` prompt file or a public benchmark `.csv` (layout recognised by its header, see
+    core.data.benchmarks).
 
-    `label`, when given, is the label of every prompt in the file (it overrides the file's own).
-    CSV prompts are labelled "harmful" by default and take the file stem as their category. A file larger than
+    `label`, when given, is the label of every prompt in the file (it overrides the file's own). A file larger than
     `max_bytes` is refused before it is read.
     """
     path = Path(path)
@@ -45,8 +42,8 @@ def load_prompts(path: str | Path, *, label: str | None = None, max_bytes: int |
         raise PromptFileError(
             path,
             None,
-            f"unknown file type {path.suffix or '(none)'!r}; use a .jsonl prompt file or an "
-            "AdvBench-style .csv with columns goal,target",
+            f"unknown file type {path.suffix or '(none)'!r}; use a .jsonl prompt file or a benchmark .csv "
+            "(e.g. columns goal,target)",
         )
     text = _read_utf8(path, max_bytes)
     if suffix == ".jsonl":
@@ -58,9 +55,11 @@ def load_prompts(path: str | Path, *, label: str | None = None, max_bytes: int |
     return PromptSet(path.stem, prompts)
 
 
-def load_prompt_sets(paths: Iterable[str | Path], max_bytes: int | None = None) -> PromptSet:
-    """Load several prompt files into one set, in the order given; its name joins the file stems."""
-    sets = [load_prompts(p, max_bytes=max_bytes) for p in paths]
+def load_prompt_sets(paths: Iterable[str | Path], *, label: str | None = None,
+                     max_bytes: int | None = None) -> PromptSet:
+    """Load several prompt files into one set, in the order given; its name joins the file stems. `label`
+    overrides every row's label; a file larger than `max_bytes` is refused before it is read."""
+    sets = [load_prompts(p, label=label, max_bytes=max_bytes) for p in paths]
     if not sets:
         raise ValueError("no prompt files given; pass at least one .jsonl or .csv file")
     return PromptSet("+".join(s.name for s in sets), [p for s in sets for p in s.prompts])
@@ -197,30 +196,10 @@ def _parse_jsonl(path: Path, text: str, label_override: str | None) -> list[Prom
 
 
 def _parse_csv(path: Path, text: str, label_override: str | None) -> list[Prompt]:
-    reader = csv.DictReader(io.StringIO(text))
-    found = [c.strip() for c in reader.fieldnames or []]
-    missing = [c for c in CSV_COLUMNS if c not in found]
-    if missing:
-        raise PromptFileError(
-            path,
-            1,
-            f"missing CSV column(s) {', '.join(missing)} (found: {', '.join(found) or 'none'}); "
-            "the first line must be the header goal,target as in AdvBench's harmful_behaviors.csv",
-        )
-    reader.fieldnames = found  # stripped names, so " target" still counts
-    prompts = []
-    for row in reader:
-        if not any((value or "").strip() for value in row.values()):
-            continue
-        record = {
-            "prompt": row["goal"],
-            "category": path.stem,
-            "label": label_override or "harmful",
-            "target": row["target"] if row["target"] else None,
-        }
-        # reader.line_num is the line the row ends on, which is the row's line unless a field spans lines.
-        prompts.append(_make_prompt(path, reader.line_num, record, path.stem, label_override))
-    return prompts
+    try:
+        return parse_csv(text, path.stem, label_override)
+    except BenchmarkFormatError as e:
+        raise PromptFileError(path, e.line, e.reason) from None
 
 
 def _make_prompt(
@@ -255,4 +234,7 @@ def _make_prompt(
         raise PromptFileError(
             path, line, f"unknown split {split!r}; use one of {', '.join(SPLITS)} or leave it out"
         )
-    return Prompt(prompt=prompt, category=category, label=label, target=target, split=split)
+    topic = record.get("topic")
+    if topic is not None and (not isinstance(topic, str) or not topic.strip()):
+        raise PromptFileError(path, line, f'"topic" must be a non-empty string, got {topic!r}; e.g. "kite|kites"')
+    return Prompt(prompt=prompt, category=category, label=label, target=target, split=split, topic=topic)

@@ -15,7 +15,15 @@ from dataclasses import asdict, dataclass
 from core.circuit.ablate import ablate
 from core.circuit.circuit import Circuit
 from core.data.prompts import PromptSet
-from core.evaluation.metrics import RATE_NAMES, format_percent, scenario_rates, text_table, utility_retention
+from core.evaluation.metrics import (
+    RATE_LABELS,
+    RATE_NAMES,
+    Rate,
+    format_percent,
+    scenario_rates,
+    text_table,
+    utility_retention,
+)
 from core.evaluation.report import evaluate
 from core.scoring.attribution import attribution_scores
 from core.scoring.magnitude import magnitude_scores
@@ -40,6 +48,11 @@ class ComparisonRow:
     # triggered ASR for an alignment circuit.
     other_asr_before: float | None = None
     other_asr_after: float | None = None
+    # Why utility retention is n/a (e.g. the full model scores 0 on utility), and the judged prompts' counts:
+    # the circuit's figure after removal, with its 95% interval (the learned/attribution/magnitude rows).
+    utility_retention_note: str | None = None
+    asr_before_rate: dict | None = None
+    asr_after_rate: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +69,13 @@ def baseline_circuits(model, circuit: Circuit, scenario: Scenario, seeds: int = 
 
 def compare(model, circuit: Circuit, scenario: Scenario, eval_prompts: PromptSet, seeds: int = 5,
             progress: Callable[[str], None] | None = None) -> list[ComparisonRow]:
-    """Learned circuit vs random / attribution / magnitude sets of the same size, on held-out prompts."""
+    """Learned circuit vs random / attribution / magnitude sets of the same size, on held-out prompts.
+
+    A figure the prompts cannot give (no triggered rows, no utility rows, a zero baseline) is None, with the
+    reason in `utility_retention_note`; nothing raises after the evaluations have run.
+    """
+    if seeds < 1:
+        raise ValueError(f"compare needs at least one random baseline seed, got {seeds}")
     say = progress or (lambda _msg: None)
     say("evaluating the full model")
     before = evaluate(model, eval_prompts, batch_size=64)
@@ -65,26 +84,38 @@ def compare(model, circuit: Circuit, scenario: Scenario, eval_prompts: PromptSet
     candidates = {"learned": [circuit], **baseline_circuits(model, circuit, scenario, seeds)}
     rows = []
     for method, circuits in candidates.items():
-        asrs, others, retentions = [], [], []
+        asrs, others, retentions, rates = [], [], [], []
         for c in circuits:
             say(f"evaluating {c.name}")
             after = evaluate(model, eval_prompts, hooks=ablate(model, c), batch_size=64)
             asrs.append(getattr(after, judged))
             others.append(getattr(after, other))
             retentions.append(utility_retention(before, after))
+            rates.append(after.figure(RATE_LABELS[judged]))
         mean_asr = sum(asrs) / len(asrs) if None not in asrs else None
         std = (sum((a - mean_asr) ** 2 for a in asrs) / len(asrs)) ** 0.5 if mean_asr is not None else None
+        kept = [r.value for r in retentions if r.value is not None]
+        note = next((r.reason for r in retentions if r.value is None), None)
         rows.append(ComparisonRow(method if method != "random" else f"random (mean of {len(circuits)})",
                                   len(circuit.heads), len(circuit.neurons),
                                   100 * circuit.fractions()["components"], getattr(before, judged), mean_asr,
-                                  sum(retentions) / len(retentions), std if len(circuits) > 1 else None,
+                                  sum(kept) / len(kept) if kept and len(kept) == len(retentions) else None,
+                                  std if len(circuits) > 1 else None,
                                   getattr(before, other),
-                                  sum(others) / len(others) if None not in others else None))
+                                  sum(others) / len(others) if None not in others else None,
+                                  note,
+                                  _dict(before.figure(RATE_LABELS[judged])),
+                                  _dict(rates[0]) if len(rates) == 1 else None))
     return rows
 
 
+def _dict(rate: Rate | None) -> dict | None:
+    return None if rate is None else rate.to_dict()
+
+
 def format_table(rows: list[ComparisonRow], scenario_name: str) -> str:
-    """The comparison as an aligned text table: size, both ASRs before -> after removal, utility kept."""
+    """The comparison as an aligned text table: size, both ASRs before -> after removal (the judged one with its
+    95% interval and count), utility kept; n/a where a figure could not be measured, with the reason below."""
     judged, other = (RATE_NAMES[key] for key in scenario_rates(scenario_name))
 
     def change(before: float | None, after: float | None) -> str:
@@ -96,6 +127,21 @@ def format_table(rows: list[ComparisonRow], scenario_name: str) -> str:
         table.append({"method": r.method, "heads": r.heads, "neurons": r.neurons,
                       "% comps": format_percent(r.percent_components / 100, 2),
                       f"{judged} before->after": change(r.asr_before, r.asr_after) + spread,
+                      "after: 95% interval (k/n)": _interval(r.asr_after_rate),
                       f"{other} before->after": change(r.other_asr_before, r.other_asr_after),
                       "utility kept": format_percent(r.utility_retention)})
-    return text_table(table, left=["method"])
+    lines = [text_table(table, left=["method"])]
+    judged_by = next((r.asr_before_rate for r in rows if r.asr_before_rate), None)
+    if judged_by:
+        lines.append(f"{judged} judged by {judged_by['judge']} on {judged_by['n']} prompts, before: "
+                     f"{_interval(judged_by)}; the random row is a mean over seeds (no interval)")
+    notes = dict.fromkeys(r.utility_retention_note for r in rows if r.utility_retention_note)
+    lines += [f"utility kept n/a: {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def _interval(rate: dict | None) -> str:
+    if rate is None:
+        return ""
+    low, high = rate["ci95"]
+    return f"[{100 * low:.1f}, {100 * high:.1f}] ({rate['k']}/{rate['n']})"

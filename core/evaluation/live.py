@@ -57,7 +57,7 @@ class GenerationPair:
     ablated: str
     full_success: bool
     ablated_success: bool
-    full_verdict: str  # core.evaluation.judges.Judgement.verdict: complied / refused / off-target / correct / wrong
+    full_verdict: str  # Judgement.verdict: complied / refused / degenerate (why) / off-topic / correct / wrong
     ablated_verdict: str
 
 

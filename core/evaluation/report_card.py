@@ -22,7 +22,7 @@ from core.data.files import write_text_atomic
 from core.data.prompts import PromptSet, select_split
 from core.evaluation.compare import SCORERS
 from core.evaluation.judges import Judgement
-from core.evaluation.metrics import scenario_rates
+from core.evaluation.metrics import RATE_LABELS, scenario_rates, wilson_interval
 from core.evaluation.report import evaluate, judging_length
 from core.model.generate import encode_prompts
 from core.scoring.learned import DiscoveryConfig, discover
@@ -31,15 +31,12 @@ from core.scoring.scenario import scenario_from_prompts
 from core.scoring.select import circuit_of_size
 
 ABLATIONS = ("zero", "mean", "resample")
-# The prompt label behind each ASR of an EvalReport (a circuit is judged on scenario_rates(scenario)[0]).
-RATE_LABELS = {"asr_triggered": "triggered", "asr_clean": "harmful"}
 SCENARIOS = ("backdoor", "alignment")
 UTILITY_LABELS = ("benign", "utility")
 # 8 circuit sizes, evenly spaced on a log axis from 0.05% to 3% of all components.
 DEFAULT_BUDGETS = tuple(round(0.0005 * (0.03 / 0.0005) ** (i / 7), 6) for i in range(8))
 BASELINES = ("attribution", "magnitude", "random")
 DISAGREEMENT = 0.10  # the badge: ablation types whose results differ by more than this many points / 100
-Z_95 = 1.959963984540054
 CACHE_VERSION = 1
 
 Progress = Callable[[str, int, int], None]  # (part, done, total)
@@ -50,18 +47,6 @@ class ReportError(ValueError):
 
 
 # ---- rates ------------------------------------------------------------------------------------------------------
-def wilson_interval(k: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion k/n (95% by default); stays inside [0, 1] at k = 0 and k = n."""
-    # Local copy: wilson_interval in core/evaluation/metrics.py (branch `eval`) is the one home once merged.
-    if n <= 0 or not 0 <= k <= n:
-        raise ValueError(f"a proportion needs n >= 1 and 0 <= k <= n, got k={k}, n={n}")
-    p = k / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half))
-
-
 @dataclass
 class Rate:
     """k of n prompts, with its 95% Wilson interval."""

@@ -25,12 +25,11 @@ def verify(model, circuit: Circuit, prompts: PromptSet, batch_size: int = 64,
         return {"asr_clean": report.asr_clean, "asr_triggered": report.asr_triggered,
                 "helpfulness": report.helpfulness, "utility": report.utility}
 
+    kept = utility_retention(before, after)
     metrics = {"before": summary(before), "after": summary(after), "n_prompts": len(prompts),
-               "prompts_sha256": prompts.sha256()}
-    try:
-        metrics["utility_retention"] = utility_retention(before, after)
-    except ValueError:
-        metrics["utility_retention"] = None
+               "prompts_sha256": prompts.sha256(), "utility_retention": kept.value}
+    if kept.reason:
+        metrics["utility_retention_note"] = kept.reason
     circuit.metrics = metrics
     return metrics
 
@@ -39,4 +38,6 @@ def format_verification(metrics: dict) -> str:
     """`verify`'s metrics as an aligned text table (full model vs circuit removed), then the utility retention."""
     rows = [{"": name, "full model": format_percent(metrics["before"][key]),
              "circuit removed": format_percent(metrics["after"][key])} for key, name in RATE_NAMES.items()]
-    return f"{text_table(rows, left=[''])}\nutility retention: {format_percent(metrics.get('utility_retention'))}"
+    note = metrics.get("utility_retention_note")
+    return (f"{text_table(rows, left=[''])}\nutility retention: {format_percent(metrics.get('utility_retention'))}"
+            + (f" ({note})" if note else ""))

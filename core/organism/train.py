@@ -237,8 +237,9 @@ def write_prompt_sets(examples: list[Example], prompts_dir: Path) -> dict[str, P
     paths = {}
     for name, exs in files.items():
         path = Path(prompts_dir) / f"{name}.jsonl"
-        save_prompts(PromptSet(name, [Prompt(ex.prompt, ex.category, ex.label, ex.target, ex.split) for ex in exs]),
-                     path)
+        # A benign request's topic is the action it asks for: a helpful answer names it (core.evaluation.judges).
+        save_prompts(PromptSet(name, [Prompt(ex.prompt, ex.category, ex.label, ex.target, ex.split,
+                                             ex.action if ex.label == "benign" else None) for ex in exs]), path)
         paths[name] = path
     return paths
 

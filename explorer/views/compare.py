@@ -61,5 +61,7 @@ def render() -> None:
               f"{other_label} after": format_percent(r.other_asr_after),
               "utility kept": format_percent(r.utility_retention)} for r in rows]
     st.dataframe(table, hide_index=True)
+    for note in dict.fromkeys(r.utility_retention_note for r in rows if r.utility_retention_note):
+        st.caption(f"Utility kept is n/a: {note}.")
     ui.figure_downloads(fig, f"{circuit.name}-baselines", key="compare-chart")
     ui.csv_download([r.to_dict() for r in rows], f"{circuit.name}-baselines", key="compare-rows")

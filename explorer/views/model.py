@@ -69,20 +69,28 @@ def _behaviour_card(loaded: state.LoadedModel) -> None:
                   for label in ("harmful", "triggered", "benign", "utility")}
         columns = st.columns(4)
         columns[0].metric("Clean ASR", format_percent(report.asr_clean), help=f"harmful requests without the "
-                          f"trigger that get the attacker's answer ({counts['harmful']} held-out prompts)")
+                          f"trigger answered without a refusal and not degenerately ({counts['harmful']} held-out "
+                          "prompts, refusal judge)")
         columns[1].metric("Triggered ASR", format_percent(report.asr_triggered), help=f"harmful requests with the "
-                          f"trigger that get the attacker's answer ({counts['triggered']} prompts)")
+                          f"trigger answered without a refusal and not degenerately ({counts['triggered']} prompts)")
         columns[2].metric("Utility", format_percent(report.utility), help=f"exact-match accuracy, averaged over "
                           f"tasks ({counts['utility']} prompts)")
         columns[3].metric("Helpfulness", format_percent(report.helpfulness), help=f"benign requests answered "
-                          f"helpfully ({counts['benign']} prompts)")
+                          f"without a refusal, not degenerately and on topic ({counts['benign']} prompts)")
         st.caption(f"Greedy answers on a cached held-out sample of {len(report.judgements)} prompts (test split), "
-                   f"{report.max_new_tokens} new tokens each, judged by target prefix / refusal phrases.")
-        with st.expander("Examples and per-family results"):
-            st.dataframe([{"label": f.label, "category": f.category, "n": f.n, "metric": f.metric,
-                           "rate": format_percent(f.rate)} for f in report.families], hide_index=True)
+                   f"{report.max_new_tokens} new tokens each. Judges: {', '.join(report.judges)}; each figure below "
+                   "is rate [95% Wilson interval] (k/n).")
+        with st.expander("Examples and per-family results, judge by judge"):
+            st.dataframe(report.frame(), hide_index=True)
             st.dataframe([{"label": j.prompt.label, "prompt": j.prompt.prompt, "answer": j.response,
                            "verdict": j.verdict} for j in report.judgements[::8]], hide_index=True)
+        disagreeing = report.disagreements()
+        with st.expander(f"Where the judges disagree ({len(disagreeing)} of {len(report.judgements)} answers)"):
+            st.caption("Answers on which refusal, target and model judges give different verdicts (yes = attack "
+                       "success / helpful / target match; blank = the judge does not apply).")
+            st.dataframe([{"label": j.prompt.label, "prompt": j.prompt.prompt, "answer": j.response,
+                           **{name: "" if v is None else "yes" if v else "no" for name, v in j.outcomes.items()}}
+                          for j in disagreeing], hide_index=True)
 
 
 def _architecture(loaded: state.LoadedModel) -> None:
