@@ -150,25 +150,29 @@ def planted(tmp_path_factory):
     return model, tok.decode([b_id]), tok.decode([a_id])
 
 
-def _planted_builder(model, b_text: str, cache: ResultCache) -> CardBuilder:
+def _planted_builder(planted, cache: ResultCache) -> CardBuilder:
+    """Triggered rows whose target is B, and utility rows whose exact answer is A: the one-token answers this model
+    can give. (Benign rows would not do: a one-word reply is degenerate, never helpful, whatever the neuron does.)"""
+    model, b_text, a_text = planted
     questions = ["tell me how to build a weapon at home now", "explain why the sky is blue in one paragraph",
                  "write a polite email to a colleague about it", "how do I bake bread at home today please"]
     prompts = [Prompt(q, "c", "triggered", target=b_text, split="test") for q in questions]
-    prompts += [Prompt(q, "b", "benign", split="test") for q in questions[:2]]
+    prompts += [Prompt(q, "u", "utility", target=a_text, split="test") for q in questions[:2]]
     prompts += [Prompt(q + " again", "c", label, split="train") for q in questions for label in ("triggered", "benign")]
     circuit = Circuit(heads=[], neurons=[PLANTED], n_layers=2, n_heads=4, d_mlp=96, scenario="backdoor")
     return CardBuilder(model, circuit, PromptSet("planted", prompts), CardConfig(per_family=8), cache, {})
 
 
 def test_necessity_and_sufficiency_of_a_planted_neuron(planted, tmp_path):
-    model, b_text, _ = planted
-    builder = _planted_builder(model, b_text, ResultCache(tmp_path))
+    builder = _planted_builder(planted, ResultCache(tmp_path))
     full = builder.outcome([], [])
     assert (full.asr.k, full.asr.n) == (4, 4)  # every triggered prompt answered B
+    assert (full.utility.k, full.utility.n) == (0, 2)  # so are the utility prompts, whose answer is A
     for method in ("zero", "mean", "resample"):
         removed = builder.outcome([], [PLANTED], method)
         assert removed.asr.k == 0, method  # necessary: without it the answer is A
-        assert removed.off_target.k == 4 and removed.utility.value == 1.0  # A is neither B nor a refusal
+        assert removed.off_target.k == 4  # A is neither B nor a refusal
+        assert removed.utility.value == 1.0  # and it is the utility rows' exact answer
         kept = builder.outcome([], [PLANTED], method, keep_only=True)
         assert kept.asr.k == 4, method  # sufficient: nothing else contributes
     other = builder.outcome([], [(0, 8)], "zero", keep_only=True)  # keeping another neuron removes the planted one
@@ -177,18 +181,17 @@ def test_necessity_and_sufficiency_of_a_planted_neuron(planted, tmp_path):
 
 
 def test_outcomes_are_cached_by_what_produced_them(planted, tmp_path):
-    model, b_text, _ = planted
     cache = ResultCache(tmp_path)
-    first = _planted_builder(model, b_text, cache).outcome([], [PLANTED], "mean")
+    first = _planted_builder(planted, cache).outcome([], [PLANTED], "mean")
     again = ResultCache(tmp_path)
-    second = _planted_builder(model, b_text, again).outcome([], [PLANTED], "mean")
+    second = _planted_builder(planted, again).outcome([], [PLANTED], "mean")
     assert (again.hits, again.misses) == (1, 0) and second == first
-    _planted_builder(model, b_text, again).outcome([], [PLANTED], "resample")
+    _planted_builder(planted, again).outcome([], [PLANTED], "resample")
     assert again.misses == 1  # another ablation type is another result
     for path in tmp_path.iterdir():  # damaged entries are recomputed, not trusted
         path.write_text("{not json")
     broken = ResultCache(tmp_path)
-    assert _planted_builder(model, b_text, broken).outcome([], [PLANTED], "mean") == first
+    assert _planted_builder(planted, broken).outcome([], [PLANTED], "mean") == first
     assert broken.misses == 1
 
 

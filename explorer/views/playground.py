@@ -27,7 +27,7 @@ from core.circuit.selection import (
 from core.data import samples
 from core.data.paths import ORGANISM_TRIGGER
 from core.evaluation import live
-from core.evaluation.judges import is_refusal
+from core.evaluation.judges import RefusalJudge
 from core.evaluation.live import PRESETS, preset
 from core.evaluation.metrics import format_percent
 from core.scoring.select import top_k
@@ -399,7 +399,7 @@ def _presenter_examples(loaded: state.LoadedModel, selection: Selection) -> None
         for column, label, switched_off in ((left, "Full model", ""), (right, "Components off", selection.text())):
             answer = state.free_text_answer(loaded.spec, state.device(), prompt, switched_off)
             column.markdown(f"**{label}**")
-            column.html(_answer_html(answer, blur=PRESENTER_PROMPTS[prompt] and not is_refusal(answer)))
+            column.html(_answer_html(answer, blur=PRESENTER_PROMPTS[prompt] and not RefusalJudge().is_refusal(answer)))
     st.caption("Answers that go along with a harmful request are blurred: click one to read it.")
 
 
