@@ -433,7 +433,7 @@ def test_tune_page_runs_and_shows_before_after(tiny_checkpoints, tmp_path):
     assert not app.exception, app.exception
     assert not app.error, [e.value for e in app.error]
     assert (out / "tune_report.json").is_file()
-    assert [m.label for m in app.metric] == ["Clean ASR", "Refusal rate", "Helpfulness", "Utility"]
+    assert [m.label for m in app.metric] == ["Clean ASR", "Triggered ASR", "Refusal rate", "Helpfulness", "Utility"]
     report = json.loads((out / "tune_report.json").read_text())
     assert app.metric[0].value == f"{100 * report['metrics']['asr_clean']['after']:.1f}%"
     generations = app.dataframe[-1].value  # the side-by-side generations
