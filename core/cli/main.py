@@ -160,11 +160,8 @@ def _add_train_organism(sub) -> None:
 
 
 def _run_train_organism(args: argparse.Namespace) -> int:
-    import torch
-
     from core.organism.train import OrganismConfig, train_organism
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         written = train_organism(Path(args.out), OrganismConfig(seed=args.seed),
                                  start_from_aligned=args.start_from_aligned)

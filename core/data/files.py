@@ -203,4 +203,7 @@ def _make_prompt(
         raise PromptFileError(
             path, line, f"unknown split {split!r}; use one of {', '.join(SPLITS)} or leave it out"
         )
-    return Prompt(prompt=prompt, category=category, label=label, target=target, split=split)
+    topic = record.get("topic")
+    if topic is not None and (not isinstance(topic, str) or not topic.strip()):
+        raise PromptFileError(path, line, f'"topic" must be a non-empty string, got {topic!r}; e.g. "kite|kites"')
+    return Prompt(prompt=prompt, category=category, label=label, target=target, split=split, topic=topic)

@@ -19,6 +19,8 @@ class Prompt:
     label: str
     target: str | None = None
     split: str | None = None
+    # What a benign request asks about ("kite", or alternatives "kite|kites"): a helpful reply mentions it.
+    topic: str | None = None
 
     def to_dict(self) -> dict[str, str]:
         """The JSONL record: optional fields are left out when unset."""
@@ -27,6 +29,8 @@ class Prompt:
             record["target"] = self.target
         if self.split is not None:
             record["split"] = self.split
+        if self.topic is not None:
+            record["topic"] = self.topic
         return record
 
     @classmethod
@@ -37,6 +41,7 @@ class Prompt:
             label=record["label"],
             target=record.get("target"),
             split=record.get("split"),
+            topic=record.get("topic"),
         )
 
 

@@ -35,7 +35,12 @@ def weights_sha256(model: TransformerBridge) -> str:
     checkpoint across devices and load dtypes; an edit smaller than bfloat16 resolution, or one that only
     touches unsampled elements of a large tensor, is not seen.
     """
-    named = {_hf_parameter_name(name): p for name, p in model.original_model.named_parameters()}
+    return parameters_sha256({_hf_parameter_name(name): p for name, p in model.original_model.named_parameters()})
+
+
+def parameters_sha256(named: dict[str, torch.Tensor]) -> str:
+    """weights_sha256 of HF-named parameters (e.g. a plain HF model's named_parameters()), so a training script
+    records the same hash that circuit files' fingerprints hold."""
     digest = hashlib.sha256()
     for name in sorted(named):
         tensor = named[name]
