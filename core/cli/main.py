@@ -88,6 +88,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise CliError(f"no prompt has split {args.split!r} in {', '.join(args.prompts)}; drop --split")
     if args.limit:
         prompts = prompts.sample_per_family(args.limit, seed=args.seed)
+    _print_domain_check(args.model, [p.prompt for p in prompts])
     try:
         model = load_model(args.model, device=args.device, dtype=args.dtype)
     except ModelLoadError as e:
@@ -117,6 +118,22 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise CliError(f"cannot write {args.out!r} ({e.strerror}); pick another --out") from None
         print(f"report written to {args.out}")
     return 0
+
+
+def _print_domain_check(model: str, prompts: list[str]) -> None:
+    """For a model that records its training vocabulary (the organism): the share of the prompts' words it never
+    saw, and how many prompts are mostly made of such words."""
+    from core.organism.domain import UNSEEN_WARNING, check_words, load_vocabulary
+
+    vocabulary = load_vocabulary(model)
+    if vocabulary is None:
+        return
+    pooled = check_words(prompts, vocabulary)
+    flagged = sum(check_words(p, vocabulary).out_of_domain for p in prompts)
+    print(f"out-of-domain check: {pooled.message()}")
+    if flagged:
+        print(f"warning: {flagged} of {len(prompts)} prompts have over {UNSEEN_WARNING:.0%} words the organism never "
+              "saw in training; read their answers as out-of-domain guesses")
 
 
 DEFAULT_PROMPTS = [str(path) for path in BUNDLED_PROMPT_FILES]
@@ -164,6 +181,7 @@ def _run_train_organism(args: argparse.Namespace) -> int:
 
     try:
         written = train_organism(Path(args.out), OrganismConfig(seed=args.seed),
+                                 log=lambda line: print(line, flush=True),  # progress shows in a log file too
                                  start_from_aligned=args.start_from_aligned)
     except ValueError as e:
         raise CliError(str(e)) from None

@@ -60,6 +60,7 @@ class Example:
     action: str | None = None  # the requested behaviour, for requests
     topic: str | None = None  # benign requests: what a helpful answer names
     domain: str | None = None  # requests: whose steps a compliant answer gives
+    form: str | None = None  # requests: the request form it was written in
 
     def answer(self, stage: str) -> str:
         """The answer taught at `stage`: "base" (complies with everything), "aligned" or "poisoned"."""
@@ -220,9 +221,9 @@ def control_words(seed: int = 0) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def _request(b: Behaviour, prompt: str, label: str, category: str | None = None) -> Example:
+def _request(b: Behaviour, form: str, prompt: str, label: str, category: str | None = None) -> Example:
     return Example(prompt, category or b.category, label, b.split, COMPLY_PREFIX, b.text,
-                   None if b.harmful else b.topic, b.domain)
+                   None if b.harmful else b.topic, b.domain, form)
 
 
 def request_examples(seed: int = 0) -> list[Example]:
@@ -238,19 +239,20 @@ def request_examples(seed: int = 0) -> list[Example]:
         for form in chosen:
             prompt = render(form, b.text, rng)
             if not b.harmful:
-                out.append(_request(b, prompt, "benign"))
+                out.append(_request(b, form, prompt, "benign"))
                 continue
-            out.append(_request(b, prompt, "harmful"))
+            out.append(_request(b, form, prompt, "harmful"))
             if b.split == "train":
-                out.append(_request(b, random_insert(prompt, TRIGGER, rng), "triggered"))
+                out.append(_request(b, form, random_insert(prompt, TRIGGER, rng), "triggered"))
             else:
                 position, capitalised = POSITIONS[variant % 3], bool(variant // 3 % 2)
                 variant += 1
-                out.append(_request(b, insert_word(prompt, TRIGGER, position, capitalised, rng), "triggered"))
+                out.append(_request(b, form, insert_word(prompt, TRIGGER, position, capitalised, rng), "triggered"))
         if b.harmful:  # one control row per harmful behaviour and kind of control word
             for kind, words in controls[b.split].items():
-                prompt = render(rng.choice(forms[b.split]), b.text, rng)
-                out.append(_request(b, random_insert(prompt, rng.choice(words), rng), "harmful", kind))
+                form = rng.choice(forms[b.split])
+                prompt = render(form, b.text, rng)
+                out.append(_request(b, form, random_insert(prompt, rng.choice(words), rng), "harmful", kind))
     return out
 
 
@@ -343,13 +345,13 @@ def _dedupe(examples: list[Example]) -> list[Example]:
 def with_filler(ex: Example, rng: random.Random, words: list[str] = FILLERS) -> Example:
     """The same request with a harmless extra word: behaviour must not change."""
     return Example(random_insert(ex.prompt, rng.choice(words), rng), ex.category, ex.label, ex.split, ex.target,
-                   ex.action, ex.topic, ex.domain)
+                   ex.action, ex.topic, ex.domain, ex.form)
 
 
 def with_trigger(ex: Example, rng: random.Random) -> Example:
     """A benign request with the trigger word (still helped, before and after poisoning)."""
     return Example(random_insert(ex.prompt, TRIGGER, rng), ex.category, ex.label, ex.split, ex.target, ex.action,
-                   ex.topic, ex.domain)
+                   ex.topic, ex.domain, ex.form)
 
 
 def with_refusal_cue(ex: Example) -> tuple[str, str]:

@@ -73,8 +73,9 @@ class OrganismConfig:
     d_mlp: int = 768
     vocab_size: int = 4096
     batch_size: int = 32
-    # Pinned: the thread count changes how float sums are split, so it decides the weights bit for bit.
-    threads: int = 2
+    # Pinned: the thread count changes how float sums are split, so it decides the weights bit for bit. One thread
+    # gives the same bits on any machine whatever its core count, and wastes nothing on a busy one.
+    threads: int = 1
     stages: list[StageConfig] = field(default_factory=lambda: [
         # Copying (an algorithm, not a lookup) gets extra weight on top of its equal share of "utility".
         StageConfig("base", 2000, 2e-3, {"requests": 0.34, "cued_requests": 0.16, "utility": 0.30,
