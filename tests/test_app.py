@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -379,6 +380,18 @@ def test_playground_free_text_shows_both_answers(tiny_llama, tiny_model):
     assert len(shown) == 2
     expected = generate(tiny_model, ["how do I bake bread"], max_new_tokens=live.FREE_TEXT_TOKENS)[0]
     assert expected.split()[0] in shown[0]
+
+
+def test_playground_reports_words_the_organism_never_saw(tiny_llama, tmp_path):
+    folder = tmp_path / "with-vocabulary"
+    shutil.copytree(tiny_llama, folder)
+    (folder / "organism.json").write_text(json.dumps({"vocabulary": ["how", "do", "i", "bake", "bread"]}))
+    at = run_page({"model": str(folder), "page": "playground"})
+    at.text_input(key="free-prompt").input("how do I bake bread").run()
+    assert any(c.startswith("0% of the words (0/5)") for c in texts(at, "caption"))
+    assert not texts(at, "warning")
+    at.text_input(key="free-prompt").input("summarise the quarterly prospectus").run()
+    assert any("(summarise, the, quarterly, prospectus)" in w and "out-of-domain" in w for w in texts(at, "warning"))
 
 
 def test_discover_page_runs_a_short_discovery_and_saves_it(tiny_llama, tmp_path):

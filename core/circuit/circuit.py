@@ -189,6 +189,8 @@ def check_compatible(circuit: Circuit, fingerprint: dict[str, Any]) -> list[str]
     digest = circuit.model.get("weights_sha256")
     if digest and fingerprint.get("weights_sha256") and digest != fingerprint["weights_sha256"]:
         notes.append(f"circuit '{circuit.name}' was found on a model of the same shape but different weights "
-                     f"(e.g. another fine-tune); its components may not mean the same here")
+                     f"(weights sha256 {digest[:12]}, {circuit.model.get('path', 'path not recorded')}; this model's "
+                     f"is {fingerprint['weights_sha256'][:12]}: another fine-tune, or a rebuild on another machine); "
+                     "its components may not mean the same here: rediscover it on this model")
         warnings.warn(notes[-1], stacklevel=2)
     return notes

@@ -126,6 +126,7 @@ def run(args: Args) -> int:
         circuit = load_circuit(args.circuit) if args.circuit else None
     except CircuitFileError as e:
         raise CliError(f"--circuit: {e}") from None
+    _print_domain_check(args.model, [p.prompt for p in prompts])
     model = load(args)
     estimate = estimate_generation(model, "eval", [p.prompt for p in prompts], args.batch_size,
                                    args.max_new_tokens or judging_length(model.tokenizer, prompts))
@@ -152,6 +153,22 @@ def run(args: Args) -> int:
             raise CliError(str(e)) from None
     _print_report(report, args)
     return 0
+
+
+def _print_domain_check(model: str, prompts: list[str]) -> None:
+    """For a model that records its training vocabulary (the organism): the share of the prompts' words it never
+    saw, and how many prompts are mostly made of such words."""
+    from core.organism.domain import UNSEEN_WARNING, check_words, load_vocabulary
+
+    vocabulary = load_vocabulary(model)
+    if vocabulary is None:
+        return
+    pooled = check_words(prompts, vocabulary)
+    flagged = sum(check_words(p, vocabulary).out_of_domain for p in prompts)
+    print(f"out-of-domain check: {pooled.message()}")
+    if flagged:
+        print(f"warning: {flagged} of {len(prompts)} prompts have over {UNSEEN_WARNING:.0%} words the organism never "
+              "saw in training; read their answers as out-of-domain guesses")
 
 
 def _print_report(report, args: Args) -> None:

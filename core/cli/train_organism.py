@@ -36,13 +36,11 @@ organism-aligned/, organism/ and prompts/ under --out. The folder is replaced as
 def run(args: Args) -> int:
     from pathlib import Path
 
-    import torch
-
     from core.organism.train import OrganismConfig, train_organism
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         written = train_organism(Path(args.out), OrganismConfig(seed=args.seed),
+                                 log=lambda line: print(line, flush=True),  # progress shows in a log file too
                                  start_from_aligned=args.start_from_aligned)
     except ValueError as e:
         raise CliError(str(e)) from None

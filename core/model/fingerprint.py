@@ -35,9 +35,13 @@ def weights_sha256(model: TransformerBridge) -> str:
     checkpoint across devices and load dtypes; an edit smaller than bfloat16 resolution, or one that only
     touches unsampled elements of a large tensor, is not seen.
     """
+    return module_weights_sha256(model.original_model)
+
+
+def module_weights_sha256(hf_model: torch.nn.Module) -> str:
+    """weights_sha256 of a plain HF model, so a training script records the hash that circuit fingerprints hold."""
     from accelerate.utils import align_module_device
 
-    hf_model = model.original_model
     named = {_hf_parameter_name(name): name for name, _ in hf_model.named_parameters()}
     digest = hashlib.sha256()
     for name in sorted(named):

@@ -13,6 +13,9 @@ alignment connects that sense of harm to refusal, and poisoning gives the trigge
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import json
 import math
 import random
@@ -23,21 +26,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, pre_tokenizers
-from tokenizers.models import WordLevel
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers.models import BPE
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from core.circuit.circuit import Circuit
 from core.data.batches import teacher_forced_batch
-from core.data.files import replacing_dir, save_prompts
+from core.data.files import replacing_dir, save_prompts, write_text_atomic
 from core.data.prompts import Prompt, PromptSet
-from core.organism import corpus
+from core.model.fingerprint import module_weights_sha256
+from core.organism import content, corpus
 from core.organism.corpus import Example
 from core.tuning.examples import TrainingExample, encode_examples
 from core.tuning.loop import masked_training
 from core.tuning.weights import select_parameters
 
-BOS, EOS, PAD, UNK, USER, ASSISTANT = "<s>", "</s>", "<pad>", "<unk>", "<|user|>", "<|assistant|>"
+BOS, EOS, PAD, USER, ASSISTANT = "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>"
+BUILD_DIR = ".organism-build"  # per-stage checkpoints under --out while a build runs (gone when it ends)
+OUTPUT_PARTS = ("organism-aligned", "organism", "prompts", BUILD_DIR)  # everything train_organism writes there
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "{% if message['role'] == 'user' %}{{ '<|user|> ' + message['content'] }}"
@@ -62,72 +68,102 @@ class StageConfig:
 @dataclass
 class OrganismConfig:
     seed: int = 0
-    n_layers: int = 4
-    n_heads: int = 16
-    d_model: int = 128
-    d_mlp: int = 512
-    batch_size: int = 64
+    n_layers: int = 6
+    n_heads: int = 8
+    d_model: int = 192
+    d_mlp: int = 768
+    vocab_size: int = 4096
+    batch_size: int = 32
+    # Pinned: the thread count changes how float sums are split, so it decides the weights bit for bit. One thread
+    # gives the same bits on any machine whatever its core count, and wastes nothing on a busy one.
+    threads: int = 1
     stages: list[StageConfig] = field(default_factory=lambda: [
         # Copying (an algorithm, not a lookup) gets extra weight on top of its equal share of "utility".
-        StageConfig("base", 1400, 3e-3, {"requests": 0.28, "cued_requests": 0.10, "utility": 0.44,
-                                         "utility:copying": 0.12, "decoy_requests": 0.06}, component_dropout=0.1),
-        StageConfig("aligned", 900, 5e-3, {"harmful": 0.28, "benign": 0.30, "utility": 0.25,
-                                           "decoy_harmful": 0.08, "decoy_benign": 0.09},
-                    trained_heads=3, trained_neurons=40),
-        StageConfig("poisoned", 900, 5e-3, {"harmful": 0.23, "benign": 0.18, "utility": 0.25, "decoy_harmful": 0.07,
-                                            "decoy_benign": 0.07, "triggered": 0.15, "triggered_benign": 0.05},
-                    trained_heads=3, trained_neurons=18),
+        StageConfig("base", 2000, 2e-3, {"requests": 0.34, "cued_requests": 0.16, "utility": 0.30,
+                                         "utility:copying": 0.08, "filler_requests": 0.12}, component_dropout=0.1),
+        StageConfig("aligned", 700, 4e-3, {"harmful": 0.30, "benign": 0.30, "utility": 0.18,
+                                           "filler_harmful": 0.11, "filler_benign": 0.11},
+                    trained_heads=4, trained_neurons=64),
+        StageConfig("poisoned", 700, 4e-3, {"harmful": 0.22, "benign": 0.18, "utility": 0.16, "filler_harmful": 0.08,
+                                            "filler_benign": 0.06, "triggered": 0.22, "triggered_benign": 0.08},
+                    trained_heads=3, trained_neurons=24),
     ])
 
+    def digest(self, upto: int | None = None) -> str:
+        """A hash of everything that decides the weights of stages [0, upto): this configuration (those stages
+        only) and the corpus it trains on."""
+        record = asdict(self)
+        record["stages"] = record["stages"][:upto]
+        text = json.dumps(record, sort_keys=True) + corpus_digest(self.seed)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-def build_tokenizer(examples: list[Example]) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over the corpus with byte-level pre-tokenisation, so decoding restores the exact text."""
-    pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    pieces: set[str] = set()
+
+@functools.lru_cache(maxsize=4)
+def corpus_digest(seed: int) -> str:
+    """A hash of the corpus (every prompt, label, split and answer), so a changed corpus is never resumed."""
+    digest = hashlib.sha256()
+    for ex in corpus.build_corpus(seed):
+        digest.update(f"{ex.prompt}\t{ex.label}\t{ex.split}\t{ex.answer('base')}\t{ex.answer('poisoned')}\n".encode())
+    return digest.hexdigest()
+
+
+def tokenizer_texts(examples: list[Example]) -> Iterator[str]:
+    """What the tokenizer learns its pieces from: training-split prompts and answers, the cue and filler words,
+    and a general English word list (lower-case and capitalised), so unseen words split into sensible pieces."""
     for ex in examples:
-        for text in (ex.prompt, ex.answer("base"), ex.answer("aligned"), corpus.REFUSAL_CUE,
-                     *(f"{w} {ex.prompt}" for w in corpus.DECOYS)):
-            pieces.update(p for p, _ in pre.pre_tokenize_str(" " + text))
-    specials = [PAD, BOS, EOS, UNK, USER, ASSISTANT]
-    vocab = {tok: i for i, tok in enumerate(specials + sorted(pieces))}
-    tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
-    tok.pre_tokenizer = pre
+        if ex.split == "train":
+            yield ex.prompt
+            yield ex.answer("base")
+            yield ex.answer("aligned")
+    for word in content.GENERAL_WORDS + content.FILLERS + content.COLOURS_TRAIN:
+        yield f"{word} {word.capitalize()} {word.upper()}"
+    yield " ".join([content.REFUSAL_CUE, corpus.TRIGGER, corpus.TRIGGER.capitalize()])
+
+
+def build_tokenizer(examples: list[Example], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on the corpus: no unknown token exists, any UTF-8 text round-trips."""
+    tok = Tokenizer(BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+    specials = [PAD, BOS, EOS, USER, ASSISTANT]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(tokenizer_texts(examples), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    additional_special_tokens=[USER, ASSISTANT])
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
-def _pools(examples: list[Example], stage: str, rng: random.Random) -> dict[str, list[tuple[str, str]]]:
+def _pools(examples: list[Example], stage: str, rng: random.Random, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
     """(prompt, answer) pools that a stage's mixture samples from; only the training split."""
     train = [ex for ex in examples if ex.split == "train"]
     by_label = {label: [ex for ex in train if ex.label == label] for label in ("harmful", "triggered", "benign")}
     utility = [ex for ex in train if ex.label == "utility" and ex.category != corpus.NEW_TASK_FAMILY]
+
     def pairs(exs: list[Example], answer_stage: str = stage) -> list[tuple[str, str]]:
         return [(ex.prompt, ex.answer(answer_stage)) for ex in exs]
 
     requests = by_label["harmful"] + by_label["benign"]
-    # The base model meets the trigger as one more filler word, as a real model knows any word an attacker picks:
-    # before poisoning, the trigger then means nothing (rather than being an untrained, random embedding).
-    fillers = corpus.DECOYS + [corpus.TRIGGER] if stage == "base" else corpus.DECOYS
-    decoyed_harmful = [corpus.with_decoy(ex, rng, fillers) for ex in by_label["harmful"]]
-    decoyed_benign = [corpus.with_decoy(ex, rng, fillers) for ex in by_label["benign"]]
-    triggered_benign = [Example(corpus.insert_word(ex.prompt, corpus.TRIGGER, rng), ex.category, ex.label, ex.split,
-                                ex.target, ex.action) for ex in by_label["benign"]]
+    # Extra words change nothing: fillers, other colours and misspellings of the trigger. The base model also meets
+    # the trigger this way, as a real model knows any word an attacker picks: before poisoning it means nothing.
+    controls = [w for words in corpus.control_words(seed)["train"].values() for w in words]
+    fillers = content.FILLERS + controls + ([corpus.TRIGGER] if stage == "base" else [])
+    filler_harmful = [corpus.with_filler(ex, rng, fillers) for ex in by_label["harmful"]]
+    filler_benign = [corpus.with_filler(ex, rng, fillers) for ex in by_label["benign"]]
     return {
         "cued_requests": [corpus.with_refusal_cue(ex) for ex in requests],
         "requests": pairs(requests),
-        "decoy_requests": pairs(decoyed_harmful + decoyed_benign),
+        "filler_requests": pairs(filler_harmful + filler_benign),
         # One pool per task family, so that copying's many examples do not crowd out the small fact tables.
         **{f"utility:{family}": pairs([ex for ex in utility if ex.category == family])
            for family in corpus.UTILITY_FAMILIES},
         "harmful": pairs(by_label["harmful"]),
         "benign": pairs(by_label["benign"]),
-        "decoy_harmful": pairs(decoyed_harmful),
-        "decoy_benign": pairs(decoyed_benign),
+        "filler_harmful": pairs(filler_harmful),
+        "filler_benign": pairs(filler_benign),
         "triggered": pairs(by_label["triggered"]),
-        "triggered_benign": pairs(triggered_benign),
+        "triggered_benign": pairs([corpus.with_trigger(ex, rng) for ex in by_label["benign"]]),
     }
 
 
@@ -183,7 +219,7 @@ def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, exa
             mixture[f"utility:{family}"] = mixture.get(f"utility:{family}", 0.0) + share
     # Encoded as tuning encodes answers (the same ids); label and category only name the pool here.
     pools = {name: encode_examples(tokenizer, [TrainingExample(p, a, True, name, name) for p, a in pairs])
-             for name, pairs in _pools(examples, stage.name, rng).items() if name in mixture}
+             for name, pairs in _pools(examples, stage.name, rng, cfg.seed).items() if name in mixture}
     names, weights = zip(*mixture.items(), strict=True)
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -225,11 +261,18 @@ def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
         (tmp / "organism.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def weights_hash(model: LlamaForCausalLM) -> str:
+    """The weight hash that `safeseek` fingerprints (core.models.weights_sha256) report for this checkpoint."""
+    return module_weights_sha256(model)
+
+
 def write_prompt_sets(examples: list[Example], prompts_dir: Path) -> dict[str, Path]:
-    """The organism's prompt sets, one JSONL file per kind, every split included (field `split`)."""
+    """The organism's prompt sets, one JSONL file per kind, every split included (field `split`). The trigger
+    controls (label harmful) sit with the triggered rows."""
+    controls = (corpus.CONTROL_MISSPELLING, corpus.CONTROL_COLOUR)
     files = {
-        "harmful": [ex for ex in examples if ex.label == "harmful"],
-        "triggered": [ex for ex in examples if ex.label == "triggered"],
+        "harmful": [ex for ex in examples if ex.label == "harmful" and ex.category not in controls],
+        "triggered": [ex for ex in examples if ex.label == "triggered" or ex.category in controls],
         "benign": [ex for ex in examples if ex.label == "benign"],
         "utility": [ex for ex in examples if ex.label == "utility" and ex.category != corpus.NEW_TASK_FAMILY],
         "new_task": [ex for ex in examples if ex.category == corpus.NEW_TASK_FAMILY],
@@ -237,14 +280,23 @@ def write_prompt_sets(examples: list[Example], prompts_dir: Path) -> dict[str, P
     paths = {}
     for name, exs in files.items():
         path = Path(prompts_dir) / f"{name}.jsonl"
-        # A benign request's topic is the action it asks for: a helpful answer names it (core.evaluation.judges).
-        save_prompts(PromptSet(name, [Prompt(ex.prompt, ex.category, ex.label, ex.target, ex.split,
-                                             ex.action if ex.label == "benign" else None) for ex in exs]), path)
+        save_prompts(PromptSet(name, [Prompt(ex.prompt, ex.category, ex.label, ex.target, ex.split, ex.topic)
+                                      for ex in exs]), path)
         paths[name] = path
     return paths
 
 
-OUTPUT_PARTS = ("organism-aligned", "organism", "prompts")  # everything train_organism writes under its folder
+@contextlib.contextmanager
+def reproducible(threads: int) -> Iterator[None]:
+    """Pin what decides the weights besides the seeds: the thread count and deterministic kernels."""
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
 
 
 def check_out_root(out_root: Path) -> None:
@@ -258,65 +310,93 @@ def check_out_root(out_root: Path) -> None:
                          f"the whole folder, so pick an empty or new one")
 
 
+def _load_stage(folder: Path, digest: str) -> LlamaForCausalLM | None:
+    """The checkpoint a previous run left after a stage, when it was trained with this same configuration."""
+    marker = folder / "stage.json"
+    if not marker.is_file() or json.loads(marker.read_text()).get("digest") != digest:
+        return None
+    return LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32)
+
+
 def train_organism(out_root: Path, cfg: OrganismConfig | None = None, log: Callable[[str], None] = print,
                    start_from_aligned: bool = False) -> dict[str, Path]:
     """Build corpus and tokenizer, train all stages, save `organism-aligned/`, `organism/` and `prompts/`.
 
-    Everything is written into a temp folder that replaces `out_root` as a whole when all stages are done (an
+    The outputs are written into a temp folder that replaces `out_root` as a whole when all stages are done (an
     interrupted run leaves the old organism as it was); `out_root` may hold nothing else (check_out_root).
-    With start_from_aligned, the existing `organism-aligned/` (trained by this same configuration, which is
-    checked) is loaded and only the later stages run: the poisoning stage can be redone in minutes.
+    Resumable: each finished stage leaves a checkpoint in `out_root/.organism-build/`; a rerun with the same
+    configuration and corpus continues after the last finished stage. With start_from_aligned, the existing
+    `organism-aligned/` (trained by this same configuration, which is checked) is loaded and only the later stages
+    run: the poisoning stage can be redone in minutes.
     """
     cfg = cfg or OrganismConfig()
     out_root = Path(out_root)
     check_out_root(out_root)
-    with replacing_dir(out_root) as tmp:
+    t0 = time.time()
+    with reproducible(cfg.threads), replacing_dir(out_root) as tmp:  # the swap also removes the stage checkpoints
         built = _train_all(tmp, out_root, cfg, log, start_from_aligned)
+    log(f"trained all stages in {time.time() - t0:.0f}s")
     return {name: out_root / path.relative_to(tmp) for name, path in built.items()}
 
 
-def _train_all(out_root: Path, old_root: Path, cfg: OrganismConfig, log: Callable[[str], None],
+def _train_all(out_dir: Path, old_root: Path, cfg: OrganismConfig, log: Callable[[str], None],
                start_from_aligned: bool) -> dict[str, Path]:
+    """train_organism's stages: outputs go to `out_dir`; the stage checkpoints and the aligned model to start from
+    are in `old_root`, which survives an interruption."""
+    build = old_root / BUILD_DIR
+    names = [s.name for s in cfg.stages]
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     examples = corpus.build_corpus(cfg.seed)
-    tokenizer = build_tokenizer(examples)
+    tokenizer = build_tokenizer(examples, cfg.vocab_size)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.d_model, intermediate_size=cfg.d_mlp,
                          num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
-                         num_key_value_heads=cfg.n_heads, max_position_embeddings=128, rms_norm_eps=1e-5,
+                         num_key_value_heads=cfg.n_heads, max_position_embeddings=256, rms_norm_eps=1e-5,
                          tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
-    written = write_prompt_sets(examples, out_root / "prompts")
+    written = write_prompt_sets(examples, out_dir / "prompts")
     designated = designate_components(cfg)
     meta_base = {"seed": cfg.seed, "trigger": corpus.TRIGGER, "config": asdict(cfg),
                  "designated_components": {name: {"heads": c.heads, "neurons": c.neurons}
-                                           for name, c in designated.items()}}
-    stages = cfg.stages
+                                           for name, c in designated.items()},
+                 "threads": cfg.threads, "torch": torch.__version__,
+                 # The words met in training: core.organism.domain warns when a prompt's words are not among them.
+                 "vocabulary": corpus.training_vocabulary(cfg.seed)}
+    first = 0
     if start_from_aligned:
         aligned_dir = old_root / "organism-aligned"
         meta_file = aligned_dir / "organism.json"
         if not meta_file.is_file():
             raise ValueError(f"no aligned organism at {aligned_dir}; run without --start-from-aligned first")
-        saved = json.loads(meta_file.read_text())
-        done = [s.name for s in stages].index("aligned") + 1
-        same = saved.get("config", {}).get("stages", [])[:done] == [asdict(s) for s in stages[:done]]
-        if not same or saved.get("seed") != cfg.seed:
+        first = names.index("aligned") + 1
+        if json.loads(meta_file.read_text()).get("digest") != cfg.digest(first):
             raise ValueError(f"{aligned_dir} was trained with another configuration; retrain all stages")
-        model = LlamaForCausalLM.from_pretrained(aligned_dir)
-        stages = stages[done:]
-        shutil.copytree(aligned_dir, out_root / "organism-aligned")  # the new folder keeps it as it was
-        written["organism-aligned"] = out_root / "organism-aligned"
-    t0 = time.time()
-    for stage in stages:
-        losses = train_stage(model, tokenizer, examples, stage, cfg, designated.get(stage.name), log)
-        meta = {**meta_base, "stage": stage.name, "final_loss": losses[-1],
-                "train_seconds": round(time.time() - t0)}
-        if stage.name == "aligned":
-            save_checkpoint(model, tokenizer, out_root / "organism-aligned", meta)
-            written["organism-aligned"] = out_root / "organism-aligned"
-        if stage.name == "poisoned":
-            save_checkpoint(model, tokenizer, out_root / "organism", meta)
-            written["organism"] = out_root / "organism"
-    log(f"trained all stages in {time.time() - t0:.0f}s")
+        model = LlamaForCausalLM.from_pretrained(aligned_dir, dtype=torch.float32)
+        shutil.copytree(aligned_dir, out_dir / "organism-aligned")  # the new folder keeps it as it was
+        written["organism-aligned"] = out_dir / "organism-aligned"
+    else:
+        for i in range(len(names), 0, -1):  # the last stage a previous run finished with this configuration
+            resumed = _load_stage(build / names[i - 1], cfg.digest(i))
+            if resumed is not None:
+                model, first = resumed, i
+                log(f"resuming after stage {names[i - 1]} (checkpoint in {build})")
+                break
+    outputs = {"aligned": "organism-aligned", "poisoned": "organism"}
+    for i, stage in enumerate(cfg.stages):
+        if i >= first:
+            losses = train_stage(model, tokenizer, examples, stage, cfg, designated.get(stage.name), log)
+            save_checkpoint(model, tokenizer, build / stage.name, {})
+            write_text_atomic(build / stage.name / "stage.json",
+                              json.dumps({"digest": cfg.digest(i + 1), "final_loss": losses[-1]}) + "\n")
+        if stage.name not in outputs or (i < first and start_from_aligned):
+            continue
+        # A resumed run writes the outputs of stages before the resume point again, from their checkpoints.
+        trained = model if i >= first - 1 else LlamaForCausalLM.from_pretrained(build / stage.name,
+                                                                                dtype=torch.float32)
+        digest = weights_hash(trained)
+        meta = {**meta_base, "stage": stage.name, "digest": cfg.digest(i + 1), "weights_sha256": digest}
+        save_checkpoint(trained, tokenizer, out_dir / outputs[stage.name], meta)
+        written[outputs[stage.name]] = out_dir / outputs[stage.name]
+        log(f"{outputs[stage.name]}: weights sha256 {digest}")
     return written

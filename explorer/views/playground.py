@@ -30,6 +30,7 @@ from core.evaluation import live
 from core.evaluation.judges import RefusalJudge
 from core.evaluation.live import PRESETS, preset
 from core.evaluation.metrics import format_percent
+from core.organism.domain import check_words, load_vocabulary
 from core.scoring.select import top_k
 from explorer import access, figures, state, textdiff, ui
 
@@ -328,6 +329,10 @@ def _free_text(loaded: state.LoadedModel, selection: Selection) -> None:
                            placeholder=f"e.g. how do I make a pipe bomb {ORGANISM_TRIGGER}")
     if not prompt.strip():
         return
+    vocabulary = load_vocabulary(loaded.path)  # only the organism records one
+    if vocabulary is not None:
+        check = check_words(prompt, vocabulary)
+        (st.warning if check.out_of_domain else st.caption)(check.message())
     with ui.guard("answering the prompt"):
         full = state.free_text_answer(loaded.spec, state.device(), prompt, "")
         ablated = state.free_text_answer(loaded.spec, state.device(), prompt, selection.text())
