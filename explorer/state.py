@@ -96,7 +96,13 @@ def init_session(query: dict[str, str], default_model: str = DEFAULT_MODEL) -> N
     if "model" not in query:
         query = {**query, "model": default_model}
     demo, problems = from_query(query)
-    st.session_state.demo = replace(demo, model=canonical_model(demo.model))
+    model = canonical_model(demo.model)
+    if not access.is_admin() and model not in model_choices():
+        # Never carried on into the page links: a visitor's link can only name a model on offer.
+        problems.append(f"model {model!r} is not offered on this server; showing {default_model!r} (the Model page "
+                        "lists the others)")
+        model = default_model
+    st.session_state.demo = replace(demo, model=model)
     st.session_state.url_problems = problems
     st.session_state.circuit_obj = None  # the loaded Circuit (also unsaved ones from Discover or an upload)
     st.session_state.circuit_loaded_from = None

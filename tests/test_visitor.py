@@ -101,12 +101,13 @@ def test_visitor_circuit_links_with_paths_are_refused_in_one_line(visitor, ref):
 
 def test_visitor_models_by_name_only(visitor, tiny_llama):
     at = run_page({"model": str(tiny_llama), "page": "model"})  # the start page shows the bundled organism only
-    errors = texts(at, "error")
-    assert len(errors) == 1 and "is not offered on this server" in errors[0] and _one_line(errors)
-    assert not state._models().keys()  # nothing was loaded into the shared cache
+    warnings = [w for w in texts(at, "warning") if "is not offered on this server" in w]
+    assert len(warnings) == 1 and _one_line(warnings) and not texts(at, "error")
+    assert at.session_state.demo.model == state.DEFAULT_MODEL  # the path is not carried on into the page links
+    assert str(tiny_llama) not in [key[0] for key in state._models().keys()]  # the path was never loaded
     at = run_page({"model": "tiny", "page": "model"})
     assert not texts(at, "error")
-    assert [key[0] for key in state._models().keys()] == [str(tiny_llama)]
+    assert str(tiny_llama) in [key[0] for key in state._models().keys()]
     assert str(tiny_llama) not in " ".join(texts(at, "success") + texts(at, "markdown"))  # no server path shown
 
 

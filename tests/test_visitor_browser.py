@@ -99,7 +99,8 @@ def test_a_hostile_circuit_name_is_shown_as_text(chromium, visitor_server):
 
 @pytest.mark.parametrize("key", ["model", "prompts", "page", "heads"])
 def test_hostile_link_values_are_shown_as_text(chromium, visitor_server, key):
-    page = _visit(chromium, visitor_server, "", **{key: NAME})
+    # The start page always shows the bundled organism; a model link opens the Model page.
+    page = _visit(chromium, visitor_server, "model" if key == "model" else "", **{key: NAME})
     alert = page.locator("[data-testid='stAlert']").filter(has_text="x](http").first
     expect(alert).to_be_visible()
     shown = NAME.split()[0] if key == "heads" else NAME  # a component list names its first bad token
