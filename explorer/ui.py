@@ -102,6 +102,20 @@ def help_for(term: str) -> str:
 UPLOAD = "Upload a circuit file..."
 
 
+def demo_circuit(purpose: str) -> tuple[state.LoadedModel, Circuit | None]:
+    """The model and the demo's circuit for a page that works on one; with no circuit, a hint how to get one."""
+    loaded = state.require_model()
+    circuit = state.current_circuit(loaded)
+    if circuit is None:
+        st.info(f"Load a circuit on the **Circuit** page (or find one on **Discover**) to {purpose}.")
+    return loaded, circuit
+
+
+def circuit_line(circuit: Circuit) -> str:
+    """'Circuit **name** (scenario): size.' with the file's name and scenario shown as typed, never as markdown."""
+    return f"Circuit **{md(circuit.name)}** ({md(circuit.scenario)}): {circuit.summary()}."
+
+
 def circuit_options(include_current: bool = True) -> dict[str, str | None]:
     """Label -> circuit ref for the circuit pickers: the current circuit, the sample files, upload."""
     options: dict[str, str | None] = {}

@@ -6,12 +6,14 @@ that what the browser shows is what the app computed for that click, not a fixed
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -107,18 +109,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(organism):
+@contextlib.contextmanager
+def app_server(address: str, app_args: list[str], env: dict[str, str], log_name: str) -> Iterator[str]:
+    """`streamlit run explorer/app.py` on a free port (its log under test-output/); yields the local URL."""
     port = _free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "explorer" / "app.py"),
-               "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-               "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-               "--", "--model", str(ORGANISM_DIR), "--device", "cpu"]
-    log_path = SCREENSHOTS.parent / "streamlit.log"
+               "--server.headless", "true", "--server.port", str(port), "--server.address", address,
+               "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false", "--", *app_args]
+    log_path = SCREENSHOTS.parent / log_name
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:  # the child keeps its own copy of the handle
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                   env={**env, "OMP_NUM_THREADS": "1"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -132,12 +134,21 @@ def server(organism):
             process.kill()
             pytest.fail(f"streamlit did not start (see {log_path})")
         time.sleep(0.3)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(organism):
+    with app_server("127.0.0.1", ["--model", str(ORGANISM_DIR), "--device", "cpu"], dict(os.environ),
+                    "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,14 @@ one-line refusals without tracebacks or server paths.
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from urllib.parse import urlencode
 
 import pytest
+import test_browser
 from app_helpers import ORGANISM_DIR, REPO_ROOT, make_circuit
-from test_browser import CHROMIUM, SCREENSHOTS, _free_port, open_page, playwright_api
+from test_browser import CHROMIUM, app_server, open_page, playwright_api
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 expect = playwright_api.expect
@@ -23,6 +21,7 @@ expect = playwright_api.expect
 NAME = ("![x](http://evil.example/a.png) [Session expired - click to log in](http://evil.example/login) "
         "<img src=x onerror=alert(1)> :red[alarm]")
 EVIL_LINKS = "a[href*='evil.example'], img[src*='evil.example'], img[src='x']"
+chromium = test_browser.chromium  # the same browser fixture
 
 
 @pytest.fixture(scope="module")
@@ -32,47 +31,15 @@ def visitor_server(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     folder = tmp_path_factory.mktemp("visitor-server")
-    circuit = make_circuit(4, 16, 512, heads=[(0, 1)], neurons=[(0, 2)], name=NAME)
+    config = json.loads((ORGANISM_DIR / "config.json").read_text())  # the organism's shape, so the circuit fits it
+    circuit = make_circuit(config["num_hidden_layers"], config["num_attention_heads"], config["intermediate_size"],
+                           heads=[(0, 1)], neurons=[(0, 2)], name=NAME)
     listed = circuit.save(folder / "evil.json")
-    port = _free_port()
     # 0.0.0.0: the server listens beyond localhost, so sessions are visitors without any setting.
-    command = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "explorer" / "app.py"),
-               "--server.headless", "true", "--server.port", str(port), "--server.address", "0.0.0.0",
-               "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false", "--", "--device", "cpu"]
     env = {key: value for key, value in os.environ.items() if key != "SAFESEEK_ADMIN"}
-    env.update(OMP_NUM_THREADS="1", SAFESEEK_CIRCUITS=f"evil={listed}", SAFESEEK_SCRATCH=str(folder / "scratch"))
-    log_path = SCREENSHOTS.parent / "streamlit-visitor.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start (see {log_path})")
-        time.sleep(0.3)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox",
-                                                                        "--disable-gpu", "--disable-dev-shm-usage"])
-        yield browser
-        browser.close()
+    env.update(SAFESEEK_CIRCUITS=f"evil={listed}", SAFESEEK_SCRATCH=str(folder / "scratch"))
+    with app_server("0.0.0.0", ["--device", "cpu"], env, "streamlit-visitor.log") as url:
+        yield url
 
 
 def _visit(chromium, server: str, path: str, **query: str):

@@ -16,15 +16,12 @@ from explorer.access import md
 
 def render() -> None:
     st.title("Compare with baselines")
-    loaded = state.require_model()
-    circuit = state.current_circuit(loaded)
+    loaded, circuit = ui.demo_circuit("compare it")
     if circuit is None:
-        st.info("Load a circuit on the **Circuit** page (or find one on **Discover**) to compare it.")
         return
-    st.write(f"Circuit **{md(circuit.name)}** ({md(circuit.scenario)}): {circuit.summary()}. Each baseline removes the "
-             "same number of heads and neurons: random sets (mean over seeds), gradient x activation attribution, "
-             "and activation magnitude x output-weight norm (Wanda-style). All are judged by generation on held-out "
-             "prompts.")
+    st.write(f"{ui.circuit_line(circuit)} Each baseline removes the same number of heads and neurons: random sets "
+             "(mean over seeds), gradient x activation attribution, and activation magnitude x output-weight norm "
+             "(Wanda-style). All are judged by generation on held-out prompts.")
     if circuit.scenario not in ("backdoor", "alignment"):
         st.warning("Baselines are built from the backdoor and alignment scenarios of the bundled prompt sets; this "
                    f"circuit's scenario is {md(repr(circuit.scenario))}. Discover a backdoor or alignment circuit to "

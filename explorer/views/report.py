@@ -19,12 +19,10 @@ SCENARIOS = ("backdoor", "alignment")
 
 def render() -> None:
     st.title("Report card")
-    loaded = state.require_model()
-    circuit = state.current_circuit(loaded)
+    loaded, circuit = ui.demo_circuit("build its report card")
     if circuit is None:
-        st.info("Load a circuit on the **Circuit** page (or find one on **Discover**) to build its report card.")
         return
-    st.write(f"Circuit **{circuit.name}** ({circuit.scenario}): {circuit.summary()}. The card measures whether "
+    st.write(f"{ui.circuit_line(circuit)} The card measures whether "
              "removing it is necessary and keeping only it is sufficient (zero, mean and resample ablation), how "
              "stable discovery is across seeds, how it compares with baselines at every size, and where it lives.")
     with st.expander("Settings"):
