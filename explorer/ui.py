@@ -159,7 +159,8 @@ def pick_circuit(loaded: state.LoadedModel, key: str, label: str,
     options = circuit_options(include_current)
     choice = st.selectbox(label, list(options), key=f"{key}-choice")
     if options[choice] is None:
-        uploaded = st.file_uploader("Circuit JSON", type=["json"], key=f"{key}-upload")
+        uploaded = st.file_uploader("Circuit JSON", type=["json"], key=f"{key}-upload",
+                                    max_upload_size=access.MAX_CIRCUIT_BYTES // 2**20)
         if uploaded is None:
             return None, None
         cache_key = f"{key}-parsed"

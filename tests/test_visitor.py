@@ -338,3 +338,12 @@ def test_visitor_tuning_writes_its_checkpoint_into_the_scratch_area(visitor, tin
     at.button(key="tune-use").click().run()
     assert at.session_state.demo.model == f"scratch/{report.parent.name}"
     assert not texts(at, "error")
+
+
+def test_the_server_refuses_uploads_larger_than_the_app_reads():
+    import tomllib
+
+    # Streamlit holds an upload in memory before the app sees it: the server's cap must be the app's, not 200 MB.
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert 0 < config["server"]["maxUploadSize"] * 2**20 <= access.MAX_CIRCUIT_BYTES
+    assert access.MAX_PROMPT_FILE_BYTES <= access.MAX_CIRCUIT_BYTES

@@ -56,9 +56,11 @@ def render() -> None:
     if scenario_name == "custom":
         st.caption('Prompt files: JSONL with "prompt", "category", "label" and, for behaviour prompts, the "target" '
                    "answer the model should give once the circuit is removed; or AdvBench-style CSV (goal,target).")
-        behaviour_files = st.file_uploader("Behaviour prompts", type=["jsonl", "csv"], key="discover-behaviour")
+        behaviour_files = st.file_uploader("Behaviour prompts", type=["jsonl", "csv"], key="discover-behaviour",
+                                           max_upload_size=access.MAX_PROMPT_FILE_BYTES // 2**20)
         retain_files = st.file_uploader("Retain prompts (answers must not change)", type=["jsonl", "csv"],
-                                        accept_multiple_files=True, key="discover-retain")
+                                        accept_multiple_files=True, key="discover-retain",
+                                        max_upload_size=access.MAX_PROMPT_FILE_BYTES // 2**20)
     columns = st.columns(4)
     head_budget = columns[0].number_input("Head budget (% of heads)", 0.0, 50.0, 5.0, step=0.5, key="discover-heads",
                                           help="at most this share of all heads; 0 learns neurons only")
