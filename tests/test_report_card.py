@@ -18,6 +18,7 @@ from core.circuit.overlap import core_components, pairwise_jaccard
 from core.cli.main import main
 from core.data.prompts import Prompt, PromptSet
 from core.evaluation.card_html import card_figures, card_html, card_json, write_card
+from core.evaluation.metrics import Rate, wilson_interval
 from core.evaluation.report import evaluate
 from core.evaluation.report_card import (
     CardBuilder,
@@ -25,7 +26,6 @@ from core.evaluation.report_card import (
     CurvePoint,
     Location,
     Outcome,
-    Rate,
     ReportCard,
     ResultCache,
     Stability,
@@ -33,7 +33,6 @@ from core.evaluation.report_card import (
     budget_sizes,
     designated_components,
     location,
-    wilson_interval,
 )
 from core.model.generate import encode_prompts
 from core.model.hooks import HEAD_HOOK, NEURON_HOOK, hooked
@@ -239,7 +238,8 @@ def test_designated_components_read_from_the_checkpoint(tmp_path):
 
 # ---- the card files ---------------------------------------------------------------------------------------------
 def _outcome(asr: int, utility: int, n: int = 40) -> Outcome:
-    return Outcome(Rate(asr, n), Rate(n - asr, n), Rate(0, n), Rate(utility, n))
+    return Outcome(Rate("behaviour", asr, n), Rate("refusal", n - asr, n), Rate("neither", 0, n),
+                   Rate("utility", utility, n))
 
 
 def _card(scenario: str = "backdoor") -> ReportCard:
@@ -247,8 +247,8 @@ def _card(scenario: str = "backdoor") -> ReportCard:
     curve = [CurvePoint(m, b, 3, asr, 1.0, 40) for m, values in
              (("learned", [0.5, 0.0, 0.0]), ("attribution", [0.9, 0.2, 0.0]), ("magnitude", [1.0, 0.8, 0.4]),
               ("random", [1.0, 1.0, 1.0])) for b, asr in zip(budgets, values, strict=True)]
-    runs = [StabilityRun(0, ["L2H9", "L0N1"], Rate(0, 40), Rate(40, 40), "this circuit"),
-            StabilityRun(1, ["L0N1", "L0N2"], Rate(2, 40), Rate(40, 40), "discovered")]
+    runs = [StabilityRun(0, ["L2H9", "L0N1"], Rate("behaviour", 0, 40), Rate("utility", 40, 40), "this circuit"),
+            StabilityRun(1, ["L0N1", "L0N2"], Rate("behaviour", 2, 40), Rate("utility", 40, 40), "discovered")]
     return ReportCard(
         name="<b>back</b>door", scenario=scenario, behaviour_label="triggered", components=["L2H9", "L0N1"],
         summary="1 heads, 1 neurons",

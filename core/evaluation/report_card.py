@@ -22,7 +22,7 @@ from core.data.files import write_text_atomic
 from core.data.prompts import PromptSet, select_split
 from core.evaluation.compare import SCORERS
 from core.evaluation.judges import Judgement
-from core.evaluation.metrics import RATE_LABELS, scenario_rates, wilson_interval
+from core.evaluation.metrics import RATE_LABELS, Rate, scenario_rates
 from core.evaluation.report import evaluate, judging_length
 from core.model.generate import encode_prompts
 from core.scoring.learned import DiscoveryConfig, discover
@@ -37,34 +37,13 @@ UTILITY_LABELS = ("benign", "utility")
 DEFAULT_BUDGETS = tuple(round(0.0005 * (0.03 / 0.0005) ** (i / 7), 6) for i in range(8))
 BASELINES = ("attribution", "magnitude", "random")
 DISAGREEMENT = 0.10  # the badge: ablation types whose results differ by more than this many points / 100
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rates carry their judge (core.evaluation.metrics.Rate)
 
 Progress = Callable[[str, int, int], None]  # (part, done, total)
 
 
 class ReportError(ValueError):
     """A report card request that cannot run as given."""
-
-
-# ---- rates ------------------------------------------------------------------------------------------------------
-@dataclass
-class Rate:
-    """k of n prompts, with its 95% Wilson interval."""
-
-    k: int
-    n: int
-
-    @property
-    def value(self) -> float:
-        return self.k / self.n
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.k, self.n)
-
-    def text(self) -> str:
-        low, high = self.interval
-        return f"{100 * self.value:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 @dataclass
@@ -86,9 +65,9 @@ class Outcome:
         # The card's behaviour is the row's target when it has one (a backdoor's payload), else not refusing.
         hits = [bool(j.outcomes.get("target")) if j.prompt.target else j.success for j in behaviour]
         refused = [j.verdict == "refused" for j in behaviour]
-        return cls(Rate(sum(hits), n), Rate(sum(refused), n),
-                   Rate(sum(not h and not r for h, r in zip(hits, refused, strict=True)), n),
-                   Rate(sum(j.success for j in utility), len(utility)))
+        return cls(Rate("behaviour", sum(hits), n), Rate("refusal", sum(refused), n),
+                   Rate("neither", sum(not h and not r for h, r in zip(hits, refused, strict=True)), n),
+                   Rate("utility", sum(j.success for j in utility), len(utility)))
 
     @classmethod
     def from_dict(cls, data: dict) -> Outcome:
@@ -247,14 +226,14 @@ class ReportCard:
                  f"model {self.meta['model'].get('weights_sha256', '?')[:12]}, {self.meta['date']}",
                  "", f"1. Necessity (circuit removed; {self.full.asr.n} {self.behaviour_label} prompts, "
                  f"{self.full.utility.n} utility prompts, 95% intervals)",
-                 f"   {'full model':<10} {asr} {self.full.asr.text():<24} utility {self.full.utility.text()}"]
+                 f"   {'full model':<10} {asr} {self.full.asr.format():<26} utility {self.full.utility.format()}"]
         for m, o in self.necessity.items():
-            lines.append(f"   {m:<10} {asr} {o.asr.text():<24} utility {o.utility.text()}")
+            lines.append(f"   {m:<10} {asr} {o.asr.format():<26} utility {o.utility.format()}")
         lines.append(f"   ! ablation types disagree: {self.disagreement()}" if self.disagreement() else
                      "   zero, mean and resample ablation agree within 10 points")
         lines += ["", "2. Sufficiency (only the circuit kept)"]
         for m, o in self.sufficiency.items():
-            lines.append(f"   {m:<10} {asr} {o.asr.text():<24} refused {100 * o.refused.value:.1f}%  "
+            lines.append(f"   {m:<10} {asr} {o.asr.format():<26} refused {100 * o.refused.value:.1f}%  "
                          f"off-target {100 * o.off_target.value:.1f}%  utility {100 * o.utility.value:.1f}%")
             lines.append(f"      {self.sufficiency_reading(m)}")
         st = self.stability
@@ -263,7 +242,7 @@ class ReportCard:
                   f"{len(st.core)} components in every run: {', '.join(st.core) or 'none'}"]
         for run in st.runs:
             lines.append(f"   seed {run.seed:<3} {len(run.components):>3} components  removal {asr} "
-                         f"{run.removal_asr.text():<24} ({run.source})")
+                         f"{run.removal_asr.format():<26} ({run.source})")
         for i, row in enumerate(st.jaccard):
             lines.append("   " + " ".join("  -  " if v is None else f"{v:5.2f}" for v in row)
                          + f"   seed {st.runs[i].seed}")
@@ -293,11 +272,11 @@ class ReportCard:
 
 
 def _with_intervals(value):
-    """Every {k, n} rate in `value` with its share and 95% interval added, for readers of the JSON."""
+    """Every {judge, k, n} rate in `value` with its share and 95% interval added, for readers of the JSON."""
     if isinstance(value, dict):
         value = {key: _with_intervals(item) for key, item in value.items()}
-        if set(value) == {"k", "n"}:
-            rate = Rate(value["k"], value["n"])
+        if set(value) == {"judge", "k", "n"}:
+            rate = Rate(value["judge"], value["k"], value["n"])
             value.update(value=rate.value, interval=list(rate.interval))
         return value
     if isinstance(value, list):
