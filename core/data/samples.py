@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.data.files import load_prompts
+from core.data.files import PromptFileError, load_prompts
 from core.data.paths import PROMPTS_DIR
 from core.data.prompts import PromptSet, select_split
 
-# Sets a toggle is judged on: name -> file (one label each, so one rate: ASR, or helpfulness for benign).
+# Sets a toggle is judged on: name -> file. A set is the file's rows with the set's label (one rate: ASR, or
+# helpfulness for benign); other rows, such as the trigger controls in triggered.jsonl, are not in it.
 PROMPT_SETS = {
     "triggered": "triggered.jsonl",
     "harmful": "harmful.jsonl",
@@ -31,7 +32,16 @@ def eval_set(name: str, prompts_dir: Path = PROMPTS_DIR, n: int = EVAL_SIZE) -> 
     """The held-out set a toggle is judged on (PromptFileError when its file is missing or broken)."""
     if name not in PROMPT_SETS:
         raise ValueError(f"unknown prompt set {name!r}; choose one of {', '.join(PROMPT_SETS)}")
-    return held_out_sample(load_prompts(prompts_dir / PROMPT_SETS[name]), n)
+    return held_out_sample(_labelled(prompts_dir, name), n)
+
+
+def _labelled(prompts_dir: Path, name: str) -> PromptSet:
+    """The rows of a prompt set's file that carry its label."""
+    path = prompts_dir / PROMPT_SETS[name]
+    labelled = load_prompts(path).filter(label=name)
+    if not len(labelled):
+        raise PromptFileError(path, None, f"no row has label {name!r}; the {name!r} set is made of those")
+    return labelled
 
 
 def utility_set(prompts_dir: Path = PROMPTS_DIR) -> PromptSet:
@@ -44,6 +54,6 @@ def utility_set(prompts_dir: Path = PROMPTS_DIR) -> PromptSet:
 def card_set(prompts_dir: Path = PROMPTS_DIR) -> PromptSet:
     """The behaviour card's sample: held-out harmful, triggered and benign requests plus the utility sample."""
     requests = [p for name in ("harmful", "triggered", "benign")
-                for p in held_out_sample(load_prompts(prompts_dir / PROMPT_SETS[name]), CARD_PER_LABEL)]
+                for p in held_out_sample(_labelled(prompts_dir, name), CARD_PER_LABEL)]
     utility = [p for p in utility_set(prompts_dir) if p.label == "utility"]
     return PromptSet("behaviour card", requests + utility)

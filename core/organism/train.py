@@ -39,7 +39,7 @@ from core.organism import content, corpus
 from core.organism.corpus import Example
 from core.tuning.examples import TrainingExample, encode_examples
 from core.tuning.loop import masked_training
-from core.tuning.weights import select_parameters
+from core.tuning.weights import ParameterSelection, select_parameters
 
 BOS, EOS, PAD, USER, ASSISTANT = "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>"
 BUILD_DIR = ".organism-build"  # per-stage checkpoints under --out while a build runs (gone when it ends)
@@ -208,8 +208,9 @@ def designate_components(cfg: OrganismConfig) -> dict[str, Circuit]:
 
 def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, examples: list[Example],
                 stage: StageConfig, cfg: OrganismConfig, designated: Circuit | None = None,
-                log: Callable[[str], None] = print) -> list[float]:
-    """Train one stage in place (only `designated`'s weights, when given); returns the loss curve."""
+                log: Callable[[str], None] = print, selection: ParameterSelection | None = None) -> list[float]:
+    """Train one stage in place (only `designated`'s weights, or only `selection`'s, when given); returns the loss
+    curve."""
     rng = random.Random(f"{cfg.seed}:{stage.name}")
     gen = torch.Generator().manual_seed(cfg.seed)
     mixture = dict(stage.mixture)
@@ -228,7 +229,8 @@ def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, exa
             batch = [rng.choice(pools[name]) for name in picks]
             yield teacher_forced_batch([h for h, _ in batch], [a for _, a in batch], tokenizer.pad_token_id)
 
-    selection = None if designated is None else select_parameters(model, designated, "circuit-only")
+    if designated is not None:
+        selection = select_parameters(model, designated, "circuit-only")
     # No weight decay when only some elements train: decay would move the frozen ones too.
     decay = 0.01 if designated is None else 0.0
 
