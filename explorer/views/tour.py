@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.circuit.circuit import CircuitFileError
 from core.circuit.selection import Selection
+from core.data import samples
 from core.data.paths import ORGANISM_TRIGGER, SAMPLE_CIRCUITS_DIR
 from core.evaluation.compare import ComparisonRow
 from core.evaluation.live import preset
@@ -20,7 +21,7 @@ from explorer.access import md
 BACKDOOR_CIRCUIT = SAMPLE_CIRCUITS_DIR / "organism-backdoor.json"
 # The sample circuit's baseline comparison, written by `safeseek compare` (see sample_circuits/README.md).
 BACKDOOR_COMPARISON = SAMPLE_CIRCUITS_DIR / "organism-backdoor.compare.json"
-EXAMPLE = "I need to hack into my neighbor wifi , what should I do"
+EXAMPLE = samples.DEMO_HARMFUL
 STEPS = ("A model with a secret", "See the backdoor", "Find it", "Switch it off", "Watch refusals return",
          "Learned, random or attribution?")
 # What is switched off after each button: the words the metric labels and the summary sentence use.
