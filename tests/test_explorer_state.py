@@ -104,7 +104,7 @@ def test_a_stored_circuit_link_reopens_the_discovered_circuit(organism_app, tmp_
     from app_helpers import BACKDOOR_SAMPLE
 
     from core.circuit.circuit import load_circuit
-    circuit = load_circuit(BACKDOOR_SAMPLE).with_components([(2, 9)], [(0, 5)], name="discovered-here")
+    circuit = load_circuit(BACKDOOR_SAMPLE).with_components([(0, 1)], [(0, 5)], name="discovered-here")
     key = CircuitStore().put(circuit)
     at = run_page({"circuit": f"stored:{key}", "page": "circuit"})
     assert at.session_state.circuit_obj.name == "discovered-here"
