@@ -123,7 +123,9 @@ def circuit_options(include_current: bool = True) -> dict[str, str | None]:
     if current is not None and include_current:
         options[f"current: {current.name} ({state.demo().circuit or 'not saved'})"] = state.demo().circuit or ""
     for ref in state.circuit_choices():
-        if ref != state.demo().circuit:
+        # The demo's file stands for the loaded circuit (offered as "current", or left out on purpose); until a
+        # page has loaded it, it is offered like any other file.
+        if current is None or ref != state.demo().circuit:
             options[ref] = ref
     options[UPLOAD] = None
     return options

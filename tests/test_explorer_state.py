@@ -126,3 +126,10 @@ def test_presenter_mode_and_undo_in_the_playground(organism_app):
     assert metric_values(at) == before and at.session_state.demo.selection == Selection()
     at.button(key="redo").click().run()
     assert metric_values(at) == off
+
+
+def test_tune_opened_from_a_link_starts_on_the_links_circuit(organism_app):
+    # The link names a circuit no page has loaded yet: the picker must still offer it, and start on it.
+    at = run_page({"circuit": "sample_circuits/organism-backdoor.json", "page": "tune"})
+    assert at.selectbox(key="tune-circuit-choice").value == "sample_circuits/organism-backdoor.json"
+    assert "sample_circuits/organism-backdoor.json" in at.selectbox(key="tune-circuit-choice").options
