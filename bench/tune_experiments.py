@@ -57,7 +57,7 @@ class Run:
 def on_split(report: EvalReport, split: str) -> EvalReport:
     """The part of `report` whose prompts belong to `split`."""
     judgements = [j for j in report.judgements if j.prompt.split == split]
-    return replace(report, families=family_results(judgements), judgements=judgements)
+    return replace(report, families=family_results(judgements), judgements=judgements, token_ids=None)
 
 
 def split_metrics(result: TuneResult, split: str) -> dict:

@@ -9,15 +9,17 @@ import pytest
 import torch
 from tiny import TINY_ARCHS
 
+from core.circuit.circuit import Circuit, CircuitFileError, load_circuit
 from core.circuit.selection import Selection
 from core.data import samples
 from core.data.files import load_prompts
+from core.data.paths import SAMPLE_CIRCUITS_DIR
 from core.data.prompts import PromptSet
 from core.evaluation import live
-from core.evaluation.report import evaluate
+from core.evaluation.report import circuit_hooks, evaluate, evaluate_removed
 from core.model.batching import Gatherer, GathererBusy
-from core.model.generate import encode_prompts, generate_ids, generate_ids_per_mask
-from core.model.hooks import example_mask_hooks, hooked, mask_hooks
+from core.model.generate import encode_prompts, generate_ids, generate_ids_per_mask, left_padded
+from core.model.hooks import RowMasks, example_mask_hooks, hooked, mask_hooks
 from core.model.load import ModelShape
 
 PROMPTS = [
@@ -39,16 +41,6 @@ def _random_keeps(model, n_masks: int, seed: int = 0) -> tuple[torch.Tensor, tor
     return heads, neurons
 
 
-def _left_padded(model, prompts):
-    encoded = encode_prompts(model.tokenizer, prompts)
-    width = max(len(ids) for ids in encoded)
-    pad = model.tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
-    attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
-    position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
-    return input_ids, attention_mask, position_ids
-
-
 def _logits(model, hooks, input_ids, attention_mask, position_ids):
     with hooked(model, hooks), torch.inference_mode():
         return model(input_ids, attention_mask=attention_mask, position_ids=position_ids, return_type="logits",
@@ -59,7 +51,7 @@ def _logits(model, hooks, input_ids, attention_mask, position_ids):
 def test_mixed_masks_in_one_batch_give_exactly_the_logits_of_separate_runs(arch, tiny_models):
     model = tiny_models[arch]
     heads, neurons = _random_keeps(model, 4)
-    input_ids, attention_mask, position_ids = _left_padded(model, PROMPTS)
+    input_ids, attention_mask, position_ids = left_padded(model, encode_prompts(model.tokenizer, PROMPTS))
     separate = [_logits(model, mask_hooks(heads[m], neurons[m]), input_ids, attention_mask, position_ids)
                 for m in range(4)]
     # One batch: every prompt under every mask, the masks interleaved so neighbouring rows differ.
@@ -78,7 +70,7 @@ def test_mixed_masks_in_one_batch_give_exactly_the_logits_of_separate_runs(arch,
 def test_per_example_masks_check_their_batch(tiny_models):
     model = tiny_models["llama"]
     heads, neurons = _random_keeps(model, 3)
-    input_ids, attention_mask, position_ids = _left_padded(model, PROMPTS)
+    input_ids, attention_mask, position_ids = left_padded(model, encode_prompts(model.tokenizer, PROMPTS))
     with pytest.raises(ValueError, match="3 rows applied to a batch of 5"):
         _logits(model, example_mask_hooks(heads, neurons), input_ids, attention_mask, position_ids)
     with pytest.raises(ValueError, match=r"\[batch, n_layers, n_heads\]"):
@@ -98,6 +90,64 @@ def test_generation_per_mask_equals_one_generation_per_mask(arch, tiny_models):
     assert batched[0] == generate_ids(model, PROMPTS, max_new_tokens=6, batch_size=2)
     assert len({str(rows) for rows in batched}) > 1  # the masks changed some answers
 
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_generation_from_drafts_equals_step_by_step_generation(arch, tiny_models):
+    model = tiny_models[arch]
+    heads, neurons = _random_keeps(model, 4, seed=2)
+    full = generate_ids(model, PROMPTS, max_new_tokens=6, batch_size=2)
+    step_by_step = generate_ids_per_mask(model, PROMPTS, heads, neurons, max_new_tokens=6, batch_size=2)
+    # Right drafts (the full model's answers: mask 0 keeps everything), and wrong ones: empty, one token too many,
+    # and other prompts' answers; a draft only saves work, it never changes an answer.
+    for drafts in (full, [[] for _ in PROMPTS], [ids + [5] * 7 for ids in full], full[1:] + full[:1]):
+        from_drafts = generate_ids_per_mask(model, PROMPTS, heads, neurons, max_new_tokens=6, batch_size=2,
+                                            max_rows=4, drafts=drafts)
+        assert from_drafts == step_by_step
+    assert from_drafts[0] == full
+    assert len({str(rows) for rows in step_by_step}) > 1  # the masks changed some answers
+    with pytest.raises(ValueError, match="one answer per prompt"):
+        generate_ids_per_mask(model, PROMPTS, heads, neurons, drafts=full[:2])
+
+
+def test_evaluating_many_removed_circuits_at_once_equals_evaluating_each(organism):
+    prompts = PromptSet("eval", [*load_prompts(samples.PROMPTS_DIR / "triggered.jsonl").sample(10, 0),
+                                 *list(samples.utility_set())[:6]])
+    shape = ModelShape(organism.cfg.n_layers, organism.cfg.n_heads, organism.cfg.d_mlp)
+    backdoor = load_circuit(SAMPLE_CIRCUITS_DIR / "organism-backdoor.json")
+    circuits = [backdoor, backdoor.with_components([(0, 3), (2, 5)], [(1, 7)], "mixed"),
+                backdoor.with_components([], [(3, 100)], "one neuron")]
+    full = evaluate(organism, prompts, batch_size=8)
+    together = evaluate_removed(organism, prompts, circuits, full.token_ids, max_new_tokens=full.max_new_tokens,
+                                batch_size=8)
+    for circuit, report in zip(circuits, together, strict=True):
+        alone = evaluate(organism, prompts, hooks=circuit_hooks(organism, circuit), batch_size=8,
+                         max_new_tokens=full.max_new_tokens)
+        assert [j.response for j in report.judgements] == [j.response for j in alone.judgements], circuit.name
+        assert [j.verdict for j in report.judgements] == [j.verdict for j in alone.judgements]
+    # Removing the backdoor circuit changes answers (the drafts were not simply copied).
+    assert [j.response for j in together[0].judgements] != [j.response for j in full.judgements]
+    other_shape = Circuit([(0, 0)], [], shape.n_layers + 1, shape.n_heads, shape.d_mlp, name="other model")
+    with pytest.raises(CircuitFileError, match="was found on a model with 7 layers"):
+        evaluate_removed(organism, prompts, [backdoor, other_shape])
+
+
+def test_rows_leave_the_batch_when_they_finish_with_their_masks(tiny_models):
+    model = tiny_models["llama"]
+    # Rows stop at different steps (stop_when on the tokens they draw); each must equal its prompt decoded alone.
+    stop = lambda ids: ids[-1] % 3 == 0  # noqa: E731
+    together = generate_ids(model, PROMPTS, max_new_tokens=10, batch_size=len(PROMPTS), stop_when=stop)
+    assert together == [generate_ids(model, [prompt], max_new_tokens=10, stop_when=stop)[0] for prompt in PROMPTS]
+    assert len({len(ids) for ids in together}) > 1  # rows did finish at different steps
+    # Per-row masks follow the rows that stay: after select([2, 0]) the batch's rows are rows 2 and 0.
+    heads, neurons = _random_keeps(model, 3, seed=3)
+    masks = RowMasks(heads, neurons)
+    masks.select(torch.tensor([2, 0]))
+    input_ids, attention_mask, position_ids = left_padded(model, encode_prompts(model.tokenizer, PROMPTS[:2]))
+    narrowed = _logits(model, masks.hooks(), input_ids, attention_mask, position_ids)
+    for row, mask in enumerate([2, 0]):
+        alone = _logits(model, mask_hooks(heads[mask], neurons[mask]), input_ids, attention_mask, position_ids)
+        assert torch.equal(narrowed[row][attention_mask[row].bool()], alone[row][attention_mask[row].bool()])
 
 # ---- the gatherer --------------------------------------------------------------------------------------------------
 def test_gatherer_gives_every_caller_its_own_result_in_few_batches():

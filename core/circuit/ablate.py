@@ -10,7 +10,7 @@ import torch
 
 from core.circuit.circuit import Circuit, check_shape
 from core.model.generate import encode_prompts
-from core.model.hooks import Hook, hook_name, hooked, mask_hooks
+from core.model.hooks import Hook, hook_name, hooked, mask_hooks, per_row_hook
 from core.model.load import model_shape
 
 Method = Literal["zero", "mean"]
@@ -167,4 +167,4 @@ def _replace_hook(removed: torch.Tensor, reference: torch.Tensor, n_rows: int) -
         ref = reference.to(device=activation.device, dtype=activation.dtype)[:, None]  # broadcast over positions
         return activation * (1 - r) + ref * r
 
-    return hook
+    return per_row_hook(hook)

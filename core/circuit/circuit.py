@@ -22,6 +22,11 @@ class CircuitFileError(ValueError):
     """A circuit file that cannot be used: unreadable, malformed, or made for another model."""
 
 
+
+def counted(n: int, noun: str) -> str:
+    """'1 head', '2 heads', '0 heads'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
 @dataclass
 class Circuit:
     """A set of attention heads and MLP neurons, with what produced it and how it was verified."""
@@ -72,8 +77,8 @@ class Circuit:
 
     def summary(self) -> str:
         f = self.fractions()
-        return (f"{len(self.heads)} heads ({f['heads']:.2%}), {len(self.neurons)} neurons ({f['neurons']:.2%}), "
-                f"{f['components']:.2%} of all components")
+        return (f"{counted(len(self.heads), 'head')} ({f['heads']:.2%}), "
+                f"{counted(len(self.neurons), 'neuron')} ({f['neurons']:.2%}), {f['components']:.2%} of all components")
 
     # ---- masks ------------------------------------------------------------------------------------------------
     def removal_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:

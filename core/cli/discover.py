@@ -113,10 +113,11 @@ def _estimate(model, args: Args, config: DiscoveryConfig, prompts):
         train = list(select_split(prompts, "train", args.train_limit, args.seed))
     answer = max([config.answer_tokens, *(len(model.tokenizer(p.target, add_special_tokens=False)["input_ids"])
                                           for p in train if p.target)])
-    seq = max((len(ids) for ids in encode_prompts(model.tokenizer, [p.prompt for p in train])), default=0) + answer + 1
+    encoded = encode_prompts(model.tokenizer, [p.prompt for p in train])
+    lengths = [len(ids) + answer + 1 for ids in encoded] or [answer + 1]
     n_layers, n_heads, d_mlp = model_shape(model)
     n_gates = n_layers * (n_heads * bool(config.head_budget) + d_mlp * bool(config.neuron_budget))
-    return estimate_discovery(model, config, seq, n_gates, args.steps)
+    return estimate_discovery(model, config, max(lengths), n_gates, args.steps, sum(lengths) // len(lengths))
 
 
 def run(args: Args) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from core.circuit.ablate import ablate
 from core.circuit.circuit import Circuit
 from core.data.prompts import PromptSet
 from core.evaluation.metrics import (
@@ -24,7 +23,7 @@ from core.evaluation.metrics import (
     text_table,
     utility_retention,
 )
-from core.evaluation.report import evaluate
+from core.evaluation.report import evaluate, evaluate_removed
 from core.scoring.attribution import attribution_scores
 from core.scoring.magnitude import magnitude_scores
 from core.scoring.random import random_components
@@ -82,12 +81,16 @@ def compare(model, circuit: Circuit, scenario: Scenario, eval_prompts: PromptSet
     judged, other = scenario_rates(circuit.scenario)
     say("scoring baselines")
     candidates = {"learned": [circuit], **baseline_circuits(model, circuit, scenario, seeds)}
+    everyone = [c for circuits in candidates.values() for c in circuits]
+    say(f"evaluating the model with each of the {len(everyone)} circuits removed (one batched generation)")
+    afters = iter(evaluate_removed(model, eval_prompts, everyone, before.token_ids,
+                                   max_new_tokens=before.max_new_tokens, batch_size=64,
+                                   progress=lambda done, total: say(f"  prompt batch {done}/{total}")))
     rows = []
     for method, circuits in candidates.items():
         asrs, others, retentions, rates = [], [], [], []
-        for c in circuits:
-            say(f"evaluating {c.name}")
-            after = evaluate(model, eval_prompts, hooks=ablate(model, c), batch_size=64)
+        for _ in circuits:
+            after = next(afters)
             asrs.append(getattr(after, judged))
             others.append(getattr(after, other))
             retentions.append(utility_retention(before, after))

@@ -24,6 +24,7 @@ from core.scoring.random import random_components
 from core.scoring.select import top_k
 
 FREE_TEXT_TOKENS = 32
+BATCH_SIZE = 64  # prompts per generation batch, for the full model and every ablation alike
 PRESETS = ("none", "whole circuit", "top-k", "random (same size)")
 
 
@@ -39,14 +40,18 @@ def success_rate(report: EvalReport) -> float:
 
 @dataclass
 class FullReports:
-    """The full model's answers: computed once per model and prompt set, reused by every toggle."""
+    """The full model's answers: computed once per model and prompt set, reused by every toggle.
+
+    The reports keep the answers' token ids: they are the drafts an ablated model's answers are checked against
+    (core.model.generate.generate_ids_per_mask), as most ablations leave most answers as they were.
+    """
 
     behaviour: EvalReport
     utility: EvalReport
 
 
 def full_reports(model, behaviour: PromptSet, utility: PromptSet) -> FullReports:
-    return FullReports(evaluate(model, behaviour, batch_size=64), evaluate(model, utility, batch_size=64))
+    return FullReports(*(evaluate(model, prompts, batch_size=BATCH_SIZE) for prompts in (behaviour, utility)))
 
 
 @dataclass
@@ -89,12 +94,13 @@ def measure(model, shape: ModelShape, selection: Selection, full: FullReports) -
 
 
 def measure_many(model, shape: ModelShape, selections: Sequence[Selection], full: FullReports,
-                 batch_size: int = 64) -> list[AblationResult]:
+                 batch_size: int = BATCH_SIZE) -> list[AblationResult]:
     """`measure` for several selections at once: one batched generation, one zero-ablation mask per row.
 
-    Each result equals what `measure` gives that selection alone (core.model.generate.generate_ids_per_mask plans the
-    same batches for every mask). Nothing off means the ablated model is the full model, so its reports are
-    reused rather than recomputed. `seconds` is the whole batch's time.
+    The judged set and the utility sample run as one generation, and every answer is first checked against the full
+    model's (core.model.generate.generate_ids_per_mask with drafts): the answers are the greedy ones each selection
+    gives alone. Nothing off means the ablated model is the full model, so its reports are reused rather than
+    recomputed. `seconds` is the whole batch's time.
     """
     start = time.perf_counter()
     masked = [s for s in dict.fromkeys(selections) if s.size]
@@ -104,14 +110,18 @@ def measure_many(model, shape: ModelShape, selections: Sequence[Selection], full
                    for s in masked]
         head_keeps = 1 - torch.stack([heads for heads, _ in removed])
         neuron_keeps = 1 - torch.stack([neurons for _, neurons in removed])
-        per_set = []
-        for name, report in (("behaviour", full.behaviour), ("utility", full.utility)):
-            prompts = PromptSet(name, [j.prompt for j in report.judgements])
-            ids = generate_ids_per_mask(model, [p.prompt for p in prompts], head_keeps, neuron_keeps,
-                                        max_new_tokens=report.max_new_tokens, batch_size=batch_size)
-            per_set.append([judge_responses(prompts, decode(model, rows), max_new_tokens=report.max_new_tokens)
-                            for rows in ids])
-        reports.update(zip(masked, zip(*per_set, strict=True), strict=True))
+        sets = [(PromptSet("behaviour", [j.prompt for j in full.behaviour.judgements]), full.behaviour.max_new_tokens),
+                (PromptSet("utility", [j.prompt for j in full.utility.judgements]), full.utility.max_new_tokens)]
+        # One generation at the longer length; a greedy answer cut to the shorter one is that length's answer.
+        ids = generate_ids_per_mask(model, [p.prompt for prompts, _ in sets for p in prompts], head_keeps,
+                                    neuron_keeps, max_new_tokens=max(length for _, length in sets),
+                                    batch_size=batch_size, drafts=full.behaviour.token_ids + full.utility.token_ids)
+        split = len(sets[0][0])
+        for selection, rows in zip(masked, ids, strict=True):
+            reports[selection] = tuple(
+                judge_responses(prompts, decode(model, [answer[:length] for answer in answers]),
+                                max_new_tokens=length)
+                for (prompts, length), answers in zip(sets, (rows[:split], rows[split:]), strict=True))
     seconds = time.perf_counter() - start
     return [_result(selection, full, *reports[selection], seconds) for selection in selections]
 

@@ -9,13 +9,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from core.circuit.ablate import ablate, component_means
+from core.circuit.circuit import check_shape
 from core.data.files import write_text_atomic
 from core.data.prompts import LABELS, Prompt, PromptSet
 from core.evaluation.judges import DEGENERATE, EXACT, REFUSAL, TARGET, Judge, Judgement
 from core.evaluation.metrics import METRICS, RATE_LABELS, RATE_NAMES, Rate, format_percent, pooled, text_table
-from core.model.generate import generate
+from core.model.generate import decode, generate_ids, generate_ids_per_mask
+from core.model.load import model_shape
 
 SCHEMA_VERSION = 2
 
@@ -57,6 +60,9 @@ class EvalReport:
     judges: list[str] = field(default_factory=lambda: [REFUSAL, TARGET, DEGENERATE])
     asr_judge: str = REFUSAL
     schema_version: int = field(default=SCHEMA_VERSION)
+    # The generated token ids per judgement, when evaluate() made them (drafts for core.evaluation.report
+    # .evaluate_removed); not saved with the report.
+    token_ids: list[list[int]] | None = field(default=None, repr=False, compare=False)
 
     def figure(self, label: str, judge: str | None = None) -> Rate | None:
         """`judge`'s figure (default: the headline one) over every prompt of `label`; None if it judged none."""
@@ -302,13 +308,13 @@ def evaluate(
     and a batch ends once every row has, so short answers cost no more. `judge` defaults to Judge() (refusal,
     target and degenerate judges; model judges run on the model's device). `model_name` (default: the bridge's)
     and `fingerprint` (e.g. core.model.fingerprint.fingerprint(model); not computed here, it hashes every weight) are
-    recorded in the report.
+    recorded in the report, and the generated token ids are kept in `token_ids`.
     """
     if len(prompts) == 0:
         raise ValueError("no prompts to evaluate; check the prompt files and the --split/--limit filters")
     if max_new_tokens is None:
         max_new_tokens = judging_length(model.tokenizer, prompts)
-    responses = generate(
+    ids = generate_ids(
         model,
         [p.prompt for p in prompts],
         max_new_tokens=max_new_tokens,
@@ -318,8 +324,37 @@ def evaluate(
         progress=progress,
     )
     cfg = getattr(model, "cfg", None)
-    return judge_responses(prompts, responses, judge, model_name or _model_name(model), fingerprint, max_new_tokens,
-                           device=getattr(cfg, "device", "cpu"), dtype=getattr(cfg, "dtype", None))
+    report = judge_responses(prompts, decode(model, ids), judge, model_name or _model_name(model), fingerprint,
+                             max_new_tokens, device=getattr(cfg, "device", "cpu"), dtype=getattr(cfg, "dtype", None))
+    report.token_ids = ids
+    return report
+
+
+def evaluate_removed(model, prompts: PromptSet, circuits: Sequence, full_ids: list[list[int]] | None = None, *,
+                     max_new_tokens: int | None = None, batch_size: int = 32,
+                     progress: Callable[[int, int], None] | None = None) -> list[EvalReport]:
+    """evaluate() with each circuit zero-ablated, for many circuits in one batched generation (a mask per row).
+
+    `full_ids` (the full model's answers: `evaluate(...).token_ids` at the same max_new_tokens) are used as drafts:
+    each ablated answer is checked against them in one forward and decoded step by step only where it differs
+    (core.model.generate.generate_ids_per_mask). The reports hold the same greedy answers as evaluate() with
+    `circuit_hooks(model, circuit)` for each circuit, at a fraction of the time.
+    """
+    if len(prompts) == 0:
+        raise ValueError("no prompts to evaluate; check the prompt files and the --split/--limit filters")
+    if not circuits:
+        return []
+    for circuit in circuits:
+        check_shape(circuit, model_shape(model))
+    if max_new_tokens is None:
+        max_new_tokens = judging_length(model.tokenizer, prompts)
+    removed = [circuit.removal_tensors() for circuit in circuits]
+    ids = generate_ids_per_mask(model, [p.prompt for p in prompts], 1 - torch.stack([h for h, _ in removed]),
+                                1 - torch.stack([n for _, n in removed]), max_new_tokens=max_new_tokens,
+                                batch_size=batch_size, drafts=full_ids, progress=progress)
+    cfg = getattr(model, "cfg", None)
+    return [judge_responses(prompts, decode(model, rows), None, _model_name(model), None, max_new_tokens,
+                            device=getattr(cfg, "device", "cpu"), dtype=getattr(cfg, "dtype", None)) for rows in ids]
 
 
 def judge_responses(prompts: PromptSet, responses: Sequence[str], judge: Judge | None = None, model_name: str = "",

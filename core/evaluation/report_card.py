@@ -23,7 +23,7 @@ from core.data.prompts import PromptSet, select_split
 from core.evaluation.compare import SCORERS
 from core.evaluation.judges import Judgement
 from core.evaluation.metrics import RATE_LABELS, Rate, scenario_rates
-from core.evaluation.report import evaluate, judging_length
+from core.evaluation.report import EvalReport, evaluate, evaluate_removed, judging_length
 from core.model.generate import encode_prompts
 from core.scoring.learned import DiscoveryConfig, discover
 from core.scoring.random import random_components
@@ -420,25 +420,54 @@ class CardBuilder:
         self.discovery = recorded_config(circuit, config.steps)
         self.max_new_tokens = judging_length(model.tokenizer, self.eval_set)
         self._means = self._activations = None
+        self._full_report: EvalReport | None = None  # see _full()
         self._scenarios: dict[int, object] = {}
         self._scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._base_key = {"model": fingerprint.get("weights_sha256"), "shape": [circuit.n_layers, circuit.n_heads,
                                                                               circuit.d_mlp]}
 
     # ---- evaluation -------------------------------------------------------------------------------------------
-    def outcome(self, heads, neurons, method: str = "zero", keep_only: bool = False) -> Outcome:
-        """Behaviour and utility with the components removed (or, keep_only, everything else removed)."""
+    def _outcome_key(self, heads, neurons, method: str = "zero", keep_only: bool = False) -> dict:
         key = {"kind": "eval", **self._base_key, "eval": self.eval_set.sha256(), "label": self.label,
                "components": sorted(component_set(heads, neurons), key=Component.parse), "method": method,
                "keep_only": keep_only}
         if method != "zero":
             key.update(reference=self.reference.sha256(), seed=self.config.seed)
+        return key
+
+    def prefetch(self, sets: list[tuple[list, list]], part: str) -> None:
+        """Measure the zero-ablation outcomes of many (heads, neurons) sets in one batched generation (each answer
+        checked against the full model's, core.evaluation.report.evaluate_removed) and cache them for outcome()."""
+        todo = {}
+        for heads, neurons in sets:
+            key = self._outcome_key(heads, neurons)
+            if (heads or neurons) and self.cache.get(key) is None:
+                todo[json.dumps(key, sort_keys=True, default=str)] = (key, heads, neurons)
+        if not todo:
+            return
+        circuits = [self.circuit.with_components(list(h), list(n)) for _, h, n in todo.values()]
+        reports = evaluate_removed(self.model, self.eval_set, circuits, self._full().token_ids,
+                                   max_new_tokens=self.max_new_tokens, batch_size=self.config.batch_size,
+                                   progress=lambda done, total: self.say(part, done, total))
+        for (key, _, _), report in zip(todo.values(), reports, strict=True):
+            self.cache.put(key, asdict(Outcome.from_judgements(report.judgements, self.label)))
+
+    def _full(self) -> EvalReport:
+        """The full model's report on the evaluation set, with its answers' token ids (computed once)."""
+        if self._full_report is None:
+            self._full_report = evaluate(self.model, self.eval_set, max_new_tokens=self.max_new_tokens,
+                                         batch_size=self.config.batch_size)
+        return self._full_report
+
+    def outcome(self, heads, neurons, method: str = "zero", keep_only: bool = False) -> Outcome:
+        """Behaviour and utility with the components removed (or, keep_only, everything else removed)."""
+        key = self._outcome_key(heads, neurons, method, keep_only)
         cached = self.cache.get(key)
         if cached is not None:
             return Outcome.from_dict(cached)
         circuit = self.circuit.with_components(list(heads), list(neurons))
         if not heads and not neurons and not keep_only:
-            judgements = self._evaluate(())
+            judgements = self._full().judgements
         elif method == "resample":
             judgements = self._evaluate_resampled(circuit, keep_only)
         else:
@@ -520,14 +549,17 @@ class CardBuilder:
         c = self.circuit
         first = self.discovery.seed
         seeds = [first + i for i in range(self.config.seeds)]
-        runs = []
+        found = []
         for done, seed in enumerate(seeds):
             self.say("stability", done, len(seeds))
             if seed == first:
-                heads, neurons, source = c.heads, c.neurons, "this circuit"
+                found.append((c.heads, c.neurons, "this circuit"))
             else:
                 config = DiscoveryConfig(**{**asdict(self.discovery), "seed": seed})
-                (heads, neurons), source = self.discovered(config, f"seed {seed}"), "discovered"
+                found.append((*self.discovered(config, f"seed {seed}"), "discovered"))
+        self.prefetch([(heads, neurons) for heads, neurons, _ in found], "stability: removal")
+        runs = []
+        for seed, (heads, neurons, source) in zip(seeds, found, strict=True):
             removed = self.outcome(heads, neurons)
             runs.append(StabilityRun(seed, sorted(component_set(heads, neurons), key=Component.parse), removed.asr,
                                      removed.utility, source))
@@ -538,10 +570,9 @@ class CardBuilder:
     def curve(self) -> list[CurvePoint]:
         c = self.circuit
         budgets = sorted(self.config.budgets)
-        points: list[CurvePoint] = []
-        total = len(budgets) * (3 + self.config.random_seeds)
-        done = 0
-        for budget in budgets:
+        by_budget: dict[float, dict[str, list[tuple[list, list]]]] = {}
+        for done, budget in enumerate(budgets):
+            self.say("cost curve: circuits", done, len(budgets))
             k_heads, k_neurons = budget_sizes(c, budget)
             n_heads, n_neurons = c.n_layers * c.n_heads, c.n_layers * c.d_mlp
             candidates: dict[str, list[tuple[list, list]]] = {}
@@ -549,7 +580,6 @@ class CardBuilder:
             config = DiscoveryConfig(**{**asdict(self.discovery),
                                         "head_budget": (k_heads + 0.5) / n_heads if k_heads else None,
                                         "neuron_budget": (k_neurons + 0.5) / n_neurons if k_neurons else None})
-            self.say("cost curve", done, total)
             candidates["learned"] = [self.discovered(config, f"{k_heads} heads, {k_neurons} neurons")]
             for method in SCORERS:
                 candidates[method] = [circuit_of_size(self.scores(method), (k_heads, k_neurons))]
@@ -558,12 +588,14 @@ class CardBuilder:
                                                         torch.zeros(c.n_layers, c.d_mlp)), (k_heads, k_neurons)))
             candidates["random"] = [(r.heads, r.neurons) for r in
                                     (random_components(sized, seed) for seed in range(self.config.random_seeds))]
+            by_budget[budget] = candidates
+        self.say("cost curve: circuits", len(budgets), len(budgets))
+        self.prefetch([s for candidates in by_budget.values() for sets in candidates.values() for s in sets],
+                      "cost curve: removal")
+        points: list[CurvePoint] = []
+        for budget, candidates in by_budget.items():
             for method, sets in candidates.items():
-                outcomes = []
-                for heads, neurons in sets:
-                    outcomes.append(self.outcome(heads, neurons))
-                    done += 1
-                    self.say("cost curve", done, total)
+                outcomes = [self.outcome(heads, neurons) for heads, neurons in sets]
                 points.append(CurvePoint(method, budget, len(sets[0][0]) + len(sets[0][1]),
                                          sum(o.asr.value for o in outcomes) / len(outcomes),
                                          sum(o.utility.value for o in outcomes) / len(outcomes),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.circuit.ablate import ablate
-from core.circuit.circuit import Circuit
+from core.circuit.circuit import Circuit, check_shape
 from core.data.prompts import PromptSet
 from core.evaluation.metrics import RATE_NAMES, format_percent, text_table, utility_retention
-from core.evaluation.report import evaluate
+from core.evaluation.report import evaluate, evaluate_removed
+from core.model.load import model_shape
 
 
 def verify(model, circuit: Circuit, prompts: PromptSet, batch_size: int = 64,
@@ -18,8 +18,11 @@ def verify(model, circuit: Circuit, prompts: PromptSet, batch_size: int = 64,
     Returns {"before": {...}, "after": {...}, "utility_retention": r} with clean/triggered ASR, helpfulness and
     utility (fractions), so a circuit file carries the evidence for what it claims.
     """
+    check_shape(circuit, model_shape(model))
     before = evaluate(model, prompts, batch_size=batch_size, progress=progress)
-    after = evaluate(model, prompts, hooks=ablate(model, circuit), batch_size=batch_size, progress=progress)
+    # The ablated answers are checked against the full model's and decoded step by step only where they differ.
+    (after,) = evaluate_removed(model, prompts, [circuit], before.token_ids, max_new_tokens=before.max_new_tokens,
+                                batch_size=batch_size, progress=progress)
 
     def summary(report) -> dict:
         return {"asr_clean": report.asr_clean, "asr_triggered": report.asr_triggered,

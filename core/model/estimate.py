@@ -177,10 +177,13 @@ def _peak_device(model) -> torch.device | None:
     return device if device.type == "cuda" else None
 
 
-def probe_masked_step(model, seq: int, batch: int, repeats: int = 1) -> tuple[int, int, float]:
+def probe_masked_step(model, seq: int, batch: int, repeats: int = 1,
+                      timed_seq: int | None = None) -> tuple[int, int, float]:
     """Run a masked forward+backward (gates on every head and neuron, cross-entropy on random tokens) at batch 1
     and at `batch`: (bytes kept for backward per example, bytes of the logits per example, seconds at `batch`).
 
+    The memory figures are at `seq` tokens; the time is the fastest of `repeats` steps at `timed_seq` tokens
+    (default `seq`), after one untimed step at that size so that first-call costs are not counted.
     On CUDA the first number is the allocator's peak above the weights per example instead.
     """
     from core.model.hooks import hooked, mask_hooks
@@ -196,8 +199,8 @@ def probe_masked_step(model, seq: int, batch: int, repeats: int = 1) -> tuple[in
     parameters = {p.untyped_storage().data_ptr() for p in model.original_model.parameters()
                   if p.device.type != "meta"}
 
-    def step(rows: int) -> None:
-        ids = torch.randint(0, vocab, (rows, seq), generator=generator).to(device)
+    def step(rows: int, tokens: int = seq) -> None:
+        ids = torch.randint(0, vocab, (rows, tokens), generator=generator).to(device)
         hooks = mask_hooks(torch.sigmoid(logits_h), torch.sigmoid(logits_n))
         with hooked(model, hooks):
             logits = model(ids, attention_mask=torch.ones_like(ids), return_type="logits", use_cache=False).float()
@@ -217,16 +220,21 @@ def probe_masked_step(model, seq: int, batch: int, repeats: int = 1) -> tuple[in
         with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
             step(1)
         per_example = sum(seen.values())
-    started = time.perf_counter()
+    timed_seq = timed_seq or seq
+    step(batch, timed_seq)
+    times = []
     for _ in range(repeats):
-        step(batch)
-    if cuda is not None:
-        torch.cuda.synchronize(cuda)
-    return per_example, seq * vocab * 4, (time.perf_counter() - started) / repeats
+        started = time.perf_counter()
+        step(batch, timed_seq)
+        if cuda is not None:
+            torch.cuda.synchronize(cuda)
+        times.append(time.perf_counter() - started)
+    return per_example, seq * vocab * 4, min(times)
 
 
-def estimate_discovery(model, config, seq: int, n_gates: int, steps: int) -> Estimate:
-    """Peak memory and time of `discover` with `config` (batch size) on sequences of up to `seq` tokens.
+def estimate_discovery(model, config, seq: int, n_gates: int, steps: int, mean_seq: int | None = None) -> Estimate:
+    """Peak memory and time of `discover` with `config` (batch size) on sequences of up to `seq` tokens
+    (`mean_seq` on average: batches are padded to their longest row, so the time is probed a little above it).
 
     A step holds two masked forwards for one backward (behaviour and retain batches) plus the unmasked retain
     forward (no grad), so: resident now (weights, libraries) + 2 x batch x kept-per-example + logits and their
@@ -235,7 +243,9 @@ def estimate_discovery(model, config, seq: int, n_gates: int, steps: int) -> Est
     """
     batch = config.batch_size
     loading_peak = 0 if _peak_device(model) is not None else peak_resident_bytes()  # before the probe adds to it
-    per_example, logits, seconds = probe_masked_step(model, seq, batch)
+    # A batch is as long as its longest row: between the mean and the longest length.
+    timed_seq = seq if mean_seq is None else (mean_seq + seq + 1) // 2
+    per_example, logits, seconds = probe_masked_step(model, seq, batch, repeats=2, timed_seq=timed_seq)
     device = str(model.cfg.device)
     cuda = _peak_device(model)
     parts = {"weights and runtime": torch.cuda.memory_allocated(cuda) if cuda is not None else resident_bytes(),
@@ -245,20 +255,30 @@ def estimate_discovery(model, config, seq: int, n_gates: int, steps: int) -> Est
     parts["gates and optimiser"] = 4 * 4 * n_gates
     return Estimate("discover", device, parts, available_bytes(device) + parts["weights and runtime"],
                     seconds=2.5 * seconds * steps,
-                    detail=f"batch {batch} x {seq} tokens, probe {seconds:.2f} s; time: the {steps} learning steps, "
-                    "not building the scenario or verifying",
+                    detail=f"batch {batch} x {seq} tokens, probe {seconds:.2f} s at {timed_seq} tokens; time: the "
+                    f"{steps} learning steps, not building the scenario or verifying",
                     floor=loading_peak)
 
 
 def estimate_generation(model, command: str, prompts: list[str], batch: int, max_new_tokens: int,
                         runs: int = 1) -> Estimate:
-    """Peak memory and time of greedy generation for `prompts` (`runs` times over, e.g. once per ablation).
+    """Peak memory and time of greedy generation for `prompts`: the full model once, then `runs - 1` ablated runs
+    whose answers are checked against the full model's (core.model.generate.generate_ids_per_mask with drafts).
 
     Memory: resident now + KV cache for the longest batch + its prefill (attention scores, MLP activations and the
-    logits generation keeps).
-    Time: one real generation batch (the longest prompts, as they are batched by length) times the batches.
+    logits generation keeps), or, when larger, the draft check's forward (every ablated run's rows at once, the
+    whole answer's logits kept).
+    Time: one real generation batch (the longest prompts, as they are batched by length) times the batches, plus
+    one real draft check of that batch with a head removed for every ablated run.
     """
-    from core.model.generate import _forward_options, encode_prompts, generate_ids
+    from core.model.generate import (
+        _forward_options,
+        encode_prompts,
+        generate_ids,
+        generate_ids_per_mask,
+        masks_per_check,
+    )
+    from core.model.load import model_shape
 
     cfg = model.cfg
     loading_peak = 0 if _peak_device(model) is not None else peak_resident_bytes()
@@ -270,20 +290,38 @@ def estimate_generation(model, command: str, prompts: list[str], batch: int, max
     element = torch.tensor([], dtype=cfg.dtype).element_size()
     kv_heads = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
     cuda = _peak_device(model)
+
+    def forward_bytes(n_rows: int, tokens: int, kept_logits: int) -> int:
+        return n_rows * (kept_logits * int(cfg.d_vocab) * 4 + tokens * (int(cfg.n_heads) * tokens
+                                                                        + 4 * int(cfg.d_mlp)) * element)
+
     parts = {"weights and runtime": torch.cuda.memory_allocated(cuda) if cuda is not None else resident_bytes(),
              "kv cache": 2 * int(cfg.n_layers) * rows * width * kv_heads * int(cfg.d_head) * element,
-             "prefill": rows * (logit_rows * int(cfg.d_vocab) * 4
-                                + longest * (int(cfg.n_heads) * longest + 4 * int(cfg.d_mlp)) * element)}
+             "prefill": forward_bytes(rows, longest, logit_rows)}
+    if runs > 1:
+        check_rows = rows * masks_per_check(model, rows, runs - 1, max_new_tokens)
+        parts["draft check"] = max(0, forward_bytes(check_rows, width, max_new_tokens + 1) - parts["prefill"])
     probe = [prompts[i] for i in sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))[:rows]]
     started = time.perf_counter()
-    generate_ids(model, probe, max_new_tokens=max_new_tokens, batch_size=rows)
+    drafts = generate_ids(model, probe, max_new_tokens=max_new_tokens, batch_size=rows)
     seconds = time.perf_counter() - started
+    checked = 0.0
+    if runs > 1:
+        shape = model_shape(model)
+        head_keeps, neuron_keeps = torch.ones(1, shape.n_layers, shape.n_heads), torch.ones(1, shape.n_layers,
+                                                                                           shape.d_mlp)
+        head_keeps[0, shape.n_layers // 2, 0] = 0  # one head off: a typical small change to the answers
+        started = time.perf_counter()
+        generate_ids_per_mask(model, probe, head_keeps, neuron_keeps, max_new_tokens=max_new_tokens,
+                              batch_size=rows, drafts=drafts)
+        checked = time.perf_counter() - started
     n_batches = -(-len(prompts) // batch)
     device = str(cfg.device)
     return Estimate(command, device, parts, available_bytes(device) + parts["weights and runtime"],
-                    seconds=seconds * n_batches * runs,
+                    seconds=n_batches * (seconds + (runs - 1) * checked),
                     detail=f"{len(prompts)} prompts x {runs} run(s), batch {rows}, up to {longest}+{max_new_tokens} "
-                    f"tokens, probe {seconds:.2f} s per batch", floor=loading_peak)
+                    f"tokens, probe {seconds:.2f} s per batch" + (f", {checked:.2f} s per checked batch"
+                                                                  if runs > 1 else ""), floor=loading_peak)
 
 
 def estimate_training(checkpoint: str | Path, dtype: torch.dtype, device: str | torch.device, batch: int) -> Estimate:

@@ -10,7 +10,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import DynamicCache
 
-from core.model.hooks import Hooks, example_mask_hooks, hooked, model_lock
+from core.model.hooks import Hooks, RowMasks, has_per_row_hooks, hooked, model_lock
 
 StopWhen = Callable[[list[int]], bool]
 Progress = Callable[[int, int], None]
@@ -87,26 +87,26 @@ def _greedy_batch(
     max_new_tokens: int,
     stop_ids: set[int],
     stop_when: StopWhen | None,
+    rows: RowMasks | None = None,
+    drop_finished: bool = True,
 ) -> list[list[int]]:
-    """Greedy-decode one left-padded batch with a KV cache; new tokens per row, cut before the stop token."""
+    """Greedy-decode one left-padded batch with a KV cache; new tokens per row, cut before the stop token.
+
+    A row that has finished leaves the batch (its cache rows too, and its mask when `rows` holds per-row masks),
+    so short answers such as refusals stop costing compute while the long ones go on. Hooks that index batch rows
+    otherwise (core.model.hooks.per_row_hook) need drop_finished=False: every row then decodes to the end of the batch.
+    """
     hf_model = model.original_model
-    device = torch.device(model.cfg.device)
     cache_kwarg, can_keep_last_logits = _forward_options(type(hf_model))
-    width = max(len(ids) for ids in prompt_ids)
-    input_ids = torch.full((len(prompt_ids), width), model.tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
-    for row, ids in enumerate(prompt_ids):
-        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, width - len(ids) :] = 1
-    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    # Positions count real tokens only, as HF generate derives them for left padding.
-    position_ids = (attention_mask.cumsum(-1) - 1).masked_fill_(attention_mask == 0, 1)
-    forward_kwargs = {cache_kwarg: DynamicCache(config=hf_model.config), "use_cache": True}
+    input_ids, attention_mask, position_ids = left_padded(model, prompt_ids)
+    cache = DynamicCache(config=hf_model.config)
+    forward_kwargs = {cache_kwarg: cache, "use_cache": True}
     if can_keep_last_logits:
         forward_kwargs["logits_to_keep"] = 1  # skip the unembedding of every prompt position
 
     generated: list[list[int]] = [[] for _ in prompt_ids]
     finished = [False] * len(prompt_ids)
+    live = list(range(len(prompt_ids)))  # the prompt index of each row still in the batch
     logits = model(
         input_ids,
         attention_mask=attention_mask,
@@ -116,19 +116,27 @@ def _greedy_batch(
     )
     for step in range(max_new_tokens):
         next_tokens = logits[:, -1, :].argmax(dim=-1)
-        for row, token in enumerate(next_tokens.tolist()):
-            if finished[row]:
+        for index, token in zip(live, next_tokens.tolist(), strict=True):
+            if finished[index]:
                 continue
             if token in stop_ids:
-                finished[row] = True
+                finished[index] = True
                 continue
-            generated[row].append(token)
-            if stop_when is not None and stop_when(generated[row]):
-                finished[row] = True
-        if all(finished) or step == max_new_tokens - 1:
+            generated[index].append(token)
+            if stop_when is not None and stop_when(generated[index]):
+                finished[index] = True
+        if all(finished[index] for index in live) or step == max_new_tokens - 1:
             break
-        # Finished rows keep decoding (their tokens are ignored) so the batch shape and cache stay aligned.
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(prompt_ids), 1))], dim=-1)
+        # Without drop_finished, finished rows decode on (their tokens are ignored) so batch rows stay aligned.
+        keep = [row for row, index in enumerate(live) if not finished[index]]
+        if drop_finished and len(keep) < len(live):
+            kept = torch.tensor(keep, device=next_tokens.device)
+            next_tokens, attention_mask, position_ids = next_tokens[kept], attention_mask[kept], position_ids[kept]
+            cache.batch_select_indices(kept)
+            if rows is not None:
+                rows.select(kept)
+            live = [live[row] for row in keep]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(live), 1))], dim=-1)
         position_ids = position_ids[:, -1:] + 1
         logits = model(
             next_tokens[:, None],
@@ -140,9 +148,66 @@ def _greedy_batch(
     return generated
 
 
-def _plan(model: TransformerBridge, prompts: Sequence[str], max_new_tokens: int, batch_size: int, chat: bool
-          ) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids per prompt and the batches (lists of prompt indices, by token length: less padding)."""
+def left_padded(model: TransformerBridge, rows: list[list[int]]) -> tuple[torch.Tensor, ...]:
+    """Input ids, attention mask and position ids of `rows` left-padded to one width, on the model's device."""
+    device = torch.device(model.cfg.device)
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), model.tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, width - len(ids) :] = 1
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    # Positions count real tokens only, as HF generate derives them for left padding.
+    position_ids = (attention_mask.cumsum(-1) - 1).masked_fill_(attention_mask == 0, 1)
+    return input_ids, attention_mask, position_ids
+
+
+def _check_drafts(
+    model: TransformerBridge,
+    prompt_ids: list[list[int]],
+    drafts: list[list[int]],
+    max_new_tokens: int,
+    stop_ids: set[int],
+) -> tuple[list[list[int]], list[bool]]:
+    """Greedy answers of a batch whose answers are expected to be `drafts`, from one forward over prompt + draft.
+
+    The logits at the draft's positions give the greedy token at every step at once; a row's answer is its draft
+    up to the first step where the greedy token differs, plus that token (as speculative decoding checks a draft).
+    Returns each row's answer so far and whether it is complete (a stop token, or max_new_tokens reached); an
+    incomplete one continues from its last token. An ablation that changes a few answers thus costs one parallel
+    forward instead of a step-by-step decode for every answer.
+    """
+    _, can_keep_last_logits = _forward_options(type(model.original_model))
+    sequences = [prompt + draft for prompt, draft in zip(prompt_ids, drafts, strict=True)]
+    input_ids, attention_mask, position_ids = left_padded(model, sequences)
+    keep = max(len(draft) for draft in drafts) + 1  # the rows end together (left padding): keep the last positions
+    options = {"logits_to_keep": keep} if can_keep_last_logits else {}
+    logits = model(input_ids, attention_mask=attention_mask, position_ids=position_ids, return_type="logits",
+                   use_cache=False, **options)
+    greedy = logits[:, -keep:, :].argmax(dim=-1).tolist()
+    answers, complete = [], []
+    for row, draft in enumerate(drafts):
+        answer, done = [], False
+        for step, token in enumerate(greedy[row][keep - len(draft) - 1 :]):  # token = greedy choice at step
+            if token in stop_ids:
+                done = True
+                break
+            answer.append(token)
+            if len(answer) == max_new_tokens:
+                done = True
+                break
+            if step == len(draft) or token != draft[step]:
+                break  # past the draft, or it went another way: later draft tokens say nothing
+        answers.append(answer)
+        complete.append(done)
+    return answers, complete
+
+
+def _plan(model: TransformerBridge, prompts: Sequence[str], max_new_tokens: int, batch_size: int, chat: bool,
+          drafts: Sequence[list[int]] | None = None) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids per prompt and the batches (lists of prompt indices, by token length, drafts included: less
+    padding)."""
     encoded = encode_prompts(model.tokenizer, prompts, chat)
     context = int(model.cfg.n_ctx)
     for index, ids in enumerate(encoded):
@@ -153,7 +218,9 @@ def _plan(model: TransformerBridge, prompts: Sequence[str], max_new_tokens: int,
                 f"prompt {index} has {len(ids)} tokens, which with max_new_tokens={max_new_tokens} exceeds "
                 f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens"
             )
-    order = sorted(range(len(prompts)), key=lambda index: len(encoded[index]))
+    lengths = [len(ids) + (0 if drafts is None else min(len(drafts[index]), max_new_tokens))
+               for index, ids in enumerate(encoded)]
+    order = sorted(range(len(prompts)), key=lambda index: lengths[index])
     return encoded, [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
@@ -183,7 +250,8 @@ def generate_ids(
     done = 0
     with hooked(model, hooks), torch.inference_mode():
         for batch in batches:
-            outputs = _greedy_batch(model, [encoded[i] for i in batch], max_new_tokens, stop_ids, stop_when)
+            outputs = _greedy_batch(model, [encoded[i] for i in batch], max_new_tokens, stop_ids, stop_when,
+                                    drop_finished=not has_per_row_hooks(hooks))
             for index, ids in zip(batch, outputs, strict=True):
                 results[index] = ids
             done += len(batch)
@@ -202,38 +270,100 @@ def generate_ids_per_mask(
     batch_size: int = 32,
     chat: bool = True,
     max_rows: int = 1024,
+    drafts: Sequence[list[int]] | None = None,
+    progress: Progress | None = None,
 ) -> list[list[list[int]]]:
     """Greedy new-token ids of the same `prompts` under each of M zero-ablation masks, sharing forward passes.
 
     `head_keeps` [M, n_layers, n_heads] and `neuron_keeps` [M, n_layers, d_mlp] (1 = keep); returns ids[m][i].
-    The prompts are batched exactly as `generate_ids(prompts, batch_size=batch_size)` batches them (same
-    length-sorted batches, same left padding), and each such batch runs for many masks at once, one mask per row
-    (`example_mask_hooks`), at most `max_rows` rows a forward. So ids[m] equals `generate_ids` with
-    `mask_hooks(head_keeps[m], neuron_keeps[m])`, and the work of M masks costs about one wider batch.
+    The prompts are batched as `generate_ids(prompts, batch_size=batch_size)` batches them (length-sorted,
+    left-padded), and each such batch runs for many masks at once, one mask per row (`example_mask_hooks`), at
+    most `max_rows` rows a forward. So ids[m] equals `generate_ids` with `mask_hooks(head_keeps[m],
+    neuron_keeps[m])`, and the work of M masks costs about one wider batch.
+
+    `drafts` (one list of ids per prompt, e.g. the full model's answers from `generate_ids`) are the answers
+    expected: where it pays (`_drafts_pay`), each row first checks its draft in one forward (`_check_drafts`) and
+    decodes step by step only from where the masked model goes another way. The ids are the same greedy answers;
+    most ablations change few of them, so this saves most of the per-step cost of decoding every answer.
+    `progress(done, total)` is called after each batch of prompts (before the step-by-step part that rows leaving
+    their drafts need).
     """
     if head_keeps.dim() != 3 or neuron_keeps.dim() != 3 or head_keeps.shape[0] != neuron_keeps.shape[0]:
         raise ValueError(f"masks need shapes [M, n_layers, n_heads] and [M, n_layers, d_mlp] with the same M, got "
                          f"{tuple(head_keeps.shape)} and {tuple(neuron_keeps.shape)}")
     n_masks = head_keeps.shape[0]
     _validate(prompts, max_new_tokens, batch_size)
+    if drafts is not None and len(drafts) != len(prompts):
+        raise ValueError(f"drafts must give one answer per prompt: {len(drafts)} drafts for {len(prompts)} prompts")
     if not prompts or n_masks == 0:
         return [[[] for _ in prompts] for _ in range(n_masks)]
-    encoded, batches = _plan(model, prompts, max_new_tokens, batch_size, chat)
+    encoded, batches = _plan(model, prompts, max_new_tokens, batch_size, chat, drafts)
     stop_ids = _stop_token_ids(model)
     results: list[list[list[int]]] = [[[] for _ in prompts] for _ in range(n_masks)]
+    unfinished: list[tuple[int, int]] = []  # (mask, prompt) rows that left their draft before the end
     with model_lock(model), torch.inference_mode():
-        for batch in batches:
+        for batches_done, batch in enumerate(batches, start=1):
             per_forward = max(1, max_rows // len(batch))
+            check = drafts is not None and _drafts_pay(model, min(n_masks, per_forward) * len(batch))
+            if check:
+                longest_draft = max(min(len(drafts[i]), max_new_tokens) for i in batch)
+                per_forward = masks_per_check(model, len(batch), n_masks, longest_draft, max_rows)
             for first in range(0, n_masks, per_forward):
-                masks = range(first, min(first + per_forward, n_masks))
-                rows = torch.tensor([m for m in masks for _ in batch])
-                hooks = example_mask_hooks(head_keeps[rows], neuron_keeps[rows])
-                with hooked(model, hooks):
-                    outputs = _greedy_batch(model, [encoded[i] for _ in masks for i in batch], max_new_tokens,
-                                            stop_ids, None)
-                for row, ids in enumerate(outputs):
-                    results[masks[row // len(batch)]][batch[row % len(batch)]] = ids
+                rows = [(m, i) for m in range(first, min(first + per_forward, n_masks)) for i in batch]
+                prompt_ids = [encoded[i] for _, i in rows]
+                masks = _row_masks(head_keeps, neuron_keeps, rows)
+                with hooked(model, masks.hooks()):
+                    if not check:
+                        outputs, complete = _greedy_batch(model, prompt_ids, max_new_tokens, stop_ids, None, masks), []
+                    else:
+                        outputs, complete = _check_drafts(model, prompt_ids,
+                                                          [list(drafts[i])[:max_new_tokens] for _, i in rows],
+                                                          max_new_tokens, stop_ids)
+                for (m, i), ids in zip(rows, outputs, strict=True):
+                    results[m][i] = ids
+                unfinished += [row for row, done in zip(rows, complete, strict=False) if not done]
+            if progress is not None:
+                progress(batches_done, len(batches))
+        # Rows that left their drafts go on step by step from there, all batches' rows together (fewer steps to
+        # pay for): the prompt plus the answer so far is a new prompt, with what remains of max_new_tokens.
+        unfinished.sort(key=lambda row: len(encoded[row[1]]) + len(results[row[0]][row[1]]))
+        for start in range(0, len(unfinished), max_rows):
+            rows = unfinished[start : start + max_rows]
+            masks = _row_masks(head_keeps, neuron_keeps, rows)
+            with hooked(model, masks.hooks()):
+                more = _greedy_batch(model, [encoded[i] + results[m][i] for m, i in rows],
+                                     max_new_tokens - min(len(results[m][i]) for m, i in rows), stop_ids, None, masks)
+            for (m, i), ids in zip(rows, more, strict=True):
+                results[m][i] += ids[: max_new_tokens - len(results[m][i])]
     return results
+
+
+# On a CPU, a decode step of a wide batch is compute-bound and checking drafts costs more than it saves (measured
+# with bench/ablations.py and bench/toggle.py on the organism: a win at 64 rows a forward, a loss at 256); narrow
+# batches, and accelerators, pay mostly per-step overhead, which a draft check removes.
+DRAFTS_MAX_CPU_ROWS = 128
+
+
+def _drafts_pay(model: TransformerBridge, rows: int) -> bool:
+    return torch.device(model.cfg.device).type != "cpu" or rows <= DRAFTS_MAX_CPU_ROWS
+
+
+# A draft check keeps the logits of every draft position: bound them (fp32) as decoding bounds its rows.
+CHECK_LOGITS_BUDGET = 1 << 26
+
+
+def masks_per_check(model: TransformerBridge, batch_rows: int, n_masks: int, draft_tokens: int,
+                    max_rows: int = 1024) -> int:
+    """How many masks one draft-checking forward of a `batch_rows`-prompt batch holds (each mask adds the batch's
+    rows): at most max_rows rows, and the kept logits (draft_tokens + 1 positions a row) within the budget."""
+    rows = min(max_rows, CHECK_LOGITS_BUDGET // ((draft_tokens + 1) * int(model.cfg.d_vocab)))
+    return max(1, min(n_masks, rows // batch_rows))
+
+
+def _row_masks(head_keeps: torch.Tensor, neuron_keeps: torch.Tensor, rows: list[tuple[int, int]]) -> RowMasks:
+    """Per-row masks for a batch of (mask, prompt) rows: each row under its own mask."""
+    masks = torch.tensor([m for m, _ in rows])
+    return RowMasks(head_keeps[masks], neuron_keeps[masks])
 
 
 def generate(model: TransformerBridge, prompts: Sequence[str], **options) -> list[str]:

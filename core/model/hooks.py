@@ -85,31 +85,58 @@ def example_mask_hooks(head_keep: torch.Tensor | None = None, neuron_keep: torch
     1 multiplies by 1.0 (exact), so a layer hooked for other rows leaves this row's activations bit-identical.
     The batch dimension must match the batch the hooks run on (left padding keeps rows independent).
     """
-    hooks: list[Hook] = []
-    if head_keep is not None:
-        if head_keep.dim() != 3:
-            raise ValueError(f"per-example head keeps need shape [batch, n_layers, n_heads], got "
-                             f"{tuple(head_keep.shape)}")
-        for layer in range(head_keep.shape[1]):
-            if not _is_all_ones(head_keep[:, layer]):
-                hooks.append((HEAD_HOOK.format(layer=layer), _example_hook(head_keep[:, layer, None, :, None])))
-    if neuron_keep is not None:
-        if neuron_keep.dim() != 3:
-            raise ValueError(f"per-example neuron keeps need shape [batch, n_layers, d_mlp], got "
-                             f"{tuple(neuron_keep.shape)}")
-        for layer in range(neuron_keep.shape[1]):
-            if not _is_all_ones(neuron_keep[:, layer]):
-                hooks.append((NEURON_HOOK.format(layer=layer), _example_hook(neuron_keep[:, layer, None, :])))
-    return hooks
+    return RowMasks(head_keep, neuron_keep).hooks()
 
 
-def _example_hook(keep: torch.Tensor) -> Callable:
-    def hook(activation: torch.Tensor, hook=None) -> torch.Tensor:
-        if activation.shape[0] != keep.shape[0]:
-            raise ValueError(f"per-example masks for {keep.shape[0]} rows applied to a batch of {activation.shape[0]}")
-        return activation * keep.to(device=activation.device, dtype=activation.dtype)
-
+def per_row_hook(hook: Callable) -> Callable:
+    """Mark a hook that treats batch rows differently: generation then keeps every row in the batch to the end
+    (core.model.generate drops finished rows only under hooks that act on all rows alike)."""
+    hook.per_row = True
     return hook
+
+
+def has_per_row_hooks(hooks: Hooks) -> bool:
+    return any(getattr(fn, "per_row", False) for _, fn in hooks)
+
+
+class RowMasks:
+    """Per-row zero-ablation masks for a batch whose rows can leave it (`select`), as generation drops the rows
+    that have finished; `hooks()` are example_mask_hooks that always apply the masks of the rows still there."""
+
+    def __init__(self, head_keep: torch.Tensor | None = None, neuron_keep: torch.Tensor | None = None):
+        for name, keep, last in (("head", head_keep, "n_heads"), ("neuron", neuron_keep, "d_mlp")):
+            if keep is not None and keep.dim() != 3:
+                raise ValueError(f"per-example {name} keeps need shape [batch, n_layers, {last}], got "
+                                 f"{tuple(keep.shape)}")
+        self.head_keep, self.neuron_keep = head_keep, neuron_keep
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (indices into the current batch), in that order."""
+        rows = rows.to("cpu")
+        self.head_keep = None if self.head_keep is None else self.head_keep[rows]
+        self.neuron_keep = None if self.neuron_keep is None else self.neuron_keep[rows]
+
+    def hooks(self) -> list[Hook]:
+        hooks: list[Hook] = []
+        for keeps, name, view in ((self.head_keep, HEAD_HOOK, lambda k: k[:, None, :, None]),
+                                  (self.neuron_keep, NEURON_HOOK, lambda k: k[:, None, :])):
+            if keeps is None:
+                continue
+            for layer in range(keeps.shape[1]):
+                if not _is_all_ones(keeps[:, layer]):
+                    hooks.append((name.format(layer=layer), self._hook(name, layer, view)))
+        return hooks
+
+    def _hook(self, name: str, layer: int, view: Callable) -> Callable:
+        def hook(activation: torch.Tensor, hook=None) -> torch.Tensor:
+            keeps = self.head_keep if name == HEAD_HOOK else self.neuron_keep
+            keep = view(keeps[:, layer])
+            if activation.shape[0] != keep.shape[0]:
+                raise ValueError(f"per-example masks for {keep.shape[0]} rows applied to a batch of "
+                                 f"{activation.shape[0]}")
+            return activation * keep.to(device=activation.device, dtype=activation.dtype)
+
+        return per_row_hook(hook)
 
 
 def _is_all_ones(keep: torch.Tensor) -> bool:
