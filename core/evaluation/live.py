@@ -97,9 +97,9 @@ def measure_many(model, shape: ModelShape, selections: Sequence[Selection], full
                  batch_size: int = BATCH_SIZE) -> list[AblationResult]:
     """`measure` for several selections at once: one batched generation, one zero-ablation mask per row.
 
-    The judged set and the utility sample run as one generation, and every answer is first checked against the full
-    model's (core.model.generate.generate_ids_per_mask with drafts): the answers are the greedy ones each selection
-    gives alone. Nothing off means the ablated model is the full model, so its reports are reused rather than
+    The judged set and the utility sample run as one generation, whose answers are checked against the full model's
+    where that pays (core.model.generate.generate_ids_per_mask with drafts): the answers are the greedy ones each
+    selection gives alone. Nothing off means the ablated model is the full model, so its reports are reused rather than
     recomputed. `seconds` is the whole batch's time.
     """
     start = time.perf_counter()
