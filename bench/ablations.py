@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     total = len(circuits) * len(prompts)
     ratio = batched_seconds / classic_seconds
     print(f"full model once: {full_seconds:.1f} s")
-    print(f"one evaluate() per circuit: {classic_seconds:.1f} s; all circuits batched with drafts: "
+    print(f"one evaluate() per circuit: {classic_seconds:.1f} s; all circuits in one batched call: "
           f"{batched_seconds:.1f} s; ratio batched/classic {ratio:.2f}")
     print(f"answers changed by the removals: {changed} of {total}; answers differing between the two paths: "
           f"{mismatches} of {total}")

@@ -27,7 +27,7 @@ from core.data import samples
 from core.data.prompts import PromptSet
 from core.evaluation import live
 from core.evaluation.report import evaluate
-from core.model.load import ModelLoadError, ModelShape, load_model, model_shape
+from core.model.load import ModelLoadError, ModelShape, inference_threads, load_model, model_shape
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORGANISM_DIR = REPO_ROOT / "assets" / "organism"
@@ -109,17 +109,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds a session waits between toggles (default 0: back to back, the worst case)")
     parser.add_argument("--window", type=float, default=0.02, help="gathering window in seconds (default 0.02)")
     parser.add_argument("--prompts", default=samples.DEFAULT_PROMPT_SET, choices=list(samples.PROMPT_SETS))
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as the app)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: as the app serves "
+                        "this model, core.model.load.inference_threads)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.toggles < 1 or args.think < 0:
         parser.error("--sessions and --toggles must be at least 1, --think at least 0")
-    torch.set_num_threads(args.threads)
     try:
         model = load_model(args.model, device="cpu")
     except ModelLoadError as e:
         print(f"bench/sessions.py: {e}", file=sys.stderr)
         return 2
+    torch.set_num_threads(args.threads or inference_threads(model, torch.get_num_threads()))
     shape = model_shape(model)
     full = live.full_reports(model, samples.eval_set(args.prompts), samples.utility_set())
     plans = [toggle_plan(shape, i, args.toggles, args.seed) for i in range(args.sessions)]

@@ -21,7 +21,7 @@ from core.circuit.selection import Selection
 from core.data import samples
 from core.data.paths import ASSETS_DIR
 from core.evaluation import live
-from core.model.load import ModelLoadError, load_model, model_shape
+from core.model.load import ModelLoadError, inference_threads, load_model, model_shape
 
 ORGANISM_DIR = ASSETS_DIR / "organism"
 TARGET_SECONDS = 1.0  # with answers of at least 24 tokens (core.evaluation.report.JUDGING_WINDOW_TOKENS)
@@ -33,25 +33,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toggles", type=int, default=10, help="toggles to time (default 10)")
     parser.add_argument("--prompts", default=samples.DEFAULT_PROMPT_SET, choices=list(samples.PROMPT_SETS))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1, as the app uses for small models)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: as the app serves this model, "
+                             "core.model.load.inference_threads)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.toggles < 1:
         parser.error("--toggles must be at least 1")
-    torch.set_num_threads(args.threads)
     try:
         model = load_model(args.model, device=args.device)
     except ModelLoadError as e:
         print(f"bench/toggle.py: {e}", file=sys.stderr)
         return 2
+    torch.set_num_threads(args.threads or inference_threads(model, torch.get_num_threads()))
     shape = model_shape(model)
     behaviour, utility = samples.eval_set(args.prompts), samples.utility_set()
 
     start = time.perf_counter()
     full = live.full_reports(model, behaviour, utility)
     print(f"full model (computed once, cached by the app): {time.perf_counter() - start:.2f} s for "
-          f"{len(behaviour)} {args.prompts} + {len(utility)} utility prompts")
+          f"{len(behaviour)} {args.prompts} + {len(utility)} utility prompts; {torch.get_num_threads()} thread(s)")
 
     heads = [(layer, head) for layer in range(shape.n_layers) for head in range(shape.n_heads)]
     order = random.Random(args.seed).sample(heads, min(args.toggles, len(heads)))

@@ -23,7 +23,7 @@ from core.evaluation import live
 from core.evaluation.report import EvalReport, evaluate
 from core.model.cache import BudgetLRU
 from core.model.fingerprint import fingerprint
-from core.model.load import ModelLoadError, ModelShape, load_model, model_shape
+from core.model.load import ModelLoadError, ModelShape, inference_threads, load_model, model_shape
 from explorer import access
 from explorer.access import md
 
@@ -32,9 +32,7 @@ MODEL_ALIASES = {"organism": ASSETS_DIR / "organism", "aligned": ASSETS_DIR / "o
 DEFAULT_MODEL = "organism"
 # A circuit kept in the server's circuit store (a discovered, unsaved one) is named "stored:<sha256 hex>" in links.
 STORED = "stored:"
-# A tiny model gains nothing from intra-op threads and loses a lot when cores are shared (see tests/conftest.py);
-# larger ones get torch's default back. Process-wide, so the model loaded last decides.
-SMALL_MODEL_PARAMETERS = 50_000_000
+# Threads are process-wide, so the model loaded last decides (core.model.load.inference_threads).
 DEFAULT_THREADS = torch.get_num_threads()
 # Memory budgets of the shared caches (MiB; SAFESEEK_MODEL_BUDGET_MB / SAFESEEK_RESULTS_BUDGET_MB override them).
 MODEL_BUDGET_MB = 4096
@@ -282,7 +280,7 @@ def _load(spec: str, device: str) -> LoadedModel:
         model = load_model(path, device=device)
         parameters = sum(p.numel() for p in model.original_model.parameters())
         size = sum(p.numel() * p.element_size() for p in model.original_model.parameters())
-        torch.set_num_threads(1 if parameters < SMALL_MODEL_PARAMETERS else DEFAULT_THREADS)
+        torch.set_num_threads(inference_threads(model, DEFAULT_THREADS))
         return LoadedModel(spec, path, model, fingerprint(model), model_shape(model), parameters, size, device)
 
     return _models().get((path, device), load)

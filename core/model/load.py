@@ -325,3 +325,15 @@ class ModelShape(NamedTuple):
 def model_shape(model: TransformerBridge) -> ModelShape:
     """The shape of head and neuron masks on `model`."""
     return ModelShape(int(model.cfg.n_layers), int(model.cfg.n_heads), int(model.cfg.d_mlp))
+
+
+# Below this size intra-op threads buy nothing and thrash when the cores are shared (organism 1, 1.2 M parameters,
+# see tests/conftest.py); from organism 2 (5.1 M) up, a toggle's batched generation runs faster on every core
+# (bench/toggle.py --threads 1 vs 2).
+SINGLE_THREAD_PARAMETERS = 2_000_000
+
+
+def inference_threads(model: TransformerBridge, available: int) -> int:
+    """Torch intra-op threads for serving `model` (out of `available`): 1 for a tiny model, else all."""
+    parameters = sum(p.numel() for p in model.original_model.parameters())
+    return 1 if parameters < SINGLE_THREAD_PARAMETERS else available
