@@ -436,8 +436,8 @@ class CardBuilder:
         return key
 
     def prefetch(self, sets: list[tuple[list, list]], part: str) -> None:
-        """Measure the zero-ablation outcomes of many (heads, neurons) sets in one batched generation (each answer
-        checked against the full model's, core.evaluation.report.evaluate_removed) and cache them for outcome()."""
+        """Measure the zero-ablation outcomes of many (heads, neurons) sets in one batched generation
+        (core.evaluation.report.evaluate_removed, the full model's answers as drafts) and cache them for outcome()."""
         todo = {}
         for heads, neurons in sets:
             key = self._outcome_key(heads, neurons)
