@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from core.circuit.ablate import ablate, component_means, prompt_activations, resample_hooks, resample_pairing
-from core.circuit.circuit import Circuit
+from core.circuit.circuit import Circuit, counted
 from core.circuit.component import Component
 from core.circuit.overlap import core_components, jaccard, pairwise_jaccard
 from core.data.files import write_text_atomic
@@ -259,10 +259,10 @@ class ReportCard:
                          f"{summary['area']:+.1f} points of {asr} (mean over the log-size axis; + = learned better)")
         n_heads = sum(row["heads"] for row in self.location.per_layer)
         n_neurons = sum(row["neurons"] for row in self.location.per_layer)
-        lines += ["", f"5. Where it lives: {n_heads} heads, {n_neurons} neurons"]
+        lines += ["", f"5. Where it lives: {counted(n_heads, 'head')}, {counted(n_neurons, 'neuron')}"]
         for row in self.location.per_layer:
-            lines.append(f"   layer {row['layer']}: {row['heads']} heads, {row['neurons']} neurons "
-                         f"({100 * row['share']:.0f}% of the circuit)")
+            lines.append(f"   layer {row['layer']}: {counted(row['heads'], 'head')}, "
+                         f"{counted(row['neurons'], 'neuron')} ({100 * row['share']:.0f}% of the circuit)")
         for o in self.location.overlaps:
             j = "n/a" if o["jaccard"] is None else f"{o['jaccard']:.2f}"
             lines.append(f"   vs {o['name']}: heads inside {o['heads_inside']} of {o['heads']}, neurons inside "
@@ -580,7 +580,8 @@ class CardBuilder:
             config = DiscoveryConfig(**{**asdict(self.discovery),
                                         "head_budget": (k_heads + 0.5) / n_heads if k_heads else None,
                                         "neuron_budget": (k_neurons + 0.5) / n_neurons if k_neurons else None})
-            candidates["learned"] = [self.discovered(config, f"{k_heads} heads, {k_neurons} neurons")]
+            label = f"{counted(k_heads, 'head')}, {counted(k_neurons, 'neuron')}"
+            candidates["learned"] = [self.discovered(config, label)]
             for method in SCORERS:
                 candidates[method] = [circuit_of_size(self.scores(method), (k_heads, k_neurons))]
             # random_components draws as many heads and neurons as the circuit it is given has: any k of each.

@@ -8,7 +8,7 @@ import json
 
 import streamlit as st
 
-from core.circuit.circuit import CircuitFileError
+from core.circuit.circuit import CircuitFileError, counted
 from core.circuit.selection import Selection
 from core.data import samples
 from core.data.paths import ORGANISM_TRIGGER, SAMPLE_CIRCUITS_DIR
@@ -182,7 +182,8 @@ def _ending() -> None:
         if learned and random and attribution:
             tie = learned.asr_after == attribution.asr_after
             st.markdown(
-                f"Removing the same number of components ({learned.heads} heads, {learned.neurons} neurons): the "
+                f"Removing the same number of components ({counted(learned.heads, 'head')}, "
+                f"{counted(learned.neurons, 'neuron')}): the "
                 f"learned circuit takes triggered ASR to {format_percent(learned.asr_after)}, random sets leave it at "
                 f"{format_percent(random.asr_after)}, attribution reaches {format_percent(attribution.asr_after)}. "
                 + ("On this planted, single-word backdoor the gradient signal alone already finds the circuit; "
