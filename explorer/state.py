@@ -23,7 +23,14 @@ from core.evaluation import live
 from core.evaluation.report import EvalReport, evaluate
 from core.model.cache import BudgetLRU
 from core.model.fingerprint import fingerprint
-from core.model.load import ModelLoadError, ModelShape, inference_threads, load_model, model_shape
+from core.model.load import (
+    ModelLoadError,
+    ModelShape,
+    inference_threads,
+    load_model,
+    model_shape,
+    parameter_count,
+)
 from explorer import access
 from explorer.access import md
 
@@ -278,7 +285,7 @@ def _load(spec: str, device: str) -> LoadedModel:
 
     def load() -> LoadedModel:
         model = load_model(path, device=device)
-        parameters = sum(p.numel() for p in model.original_model.parameters())
+        parameters = parameter_count(model)
         size = sum(p.numel() * p.element_size() for p in model.original_model.parameters())
         torch.set_num_threads(inference_threads(model, DEFAULT_THREADS))
         return LoadedModel(spec, path, model, fingerprint(model), model_shape(model), parameters, size, device)

@@ -91,7 +91,6 @@ def test_generation_per_mask_equals_one_generation_per_mask(arch, tiny_models):
     assert len({str(rows) for rows in batched}) > 1  # the masks changed some answers
 
 
-
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_generation_from_drafts_equals_step_by_step_generation(arch, tiny_models):
     model = tiny_models[arch]
@@ -148,6 +147,7 @@ def test_rows_leave_the_batch_when_they_finish_with_their_masks(tiny_models):
     for row, mask in enumerate([2, 0]):
         alone = _logits(model, mask_hooks(heads[mask], neurons[mask]), input_ids, attention_mask, position_ids)
         assert torch.equal(narrowed[row][attention_mask[row].bool()], alone[row][attention_mask[row].bool()])
+
 
 # ---- the gatherer --------------------------------------------------------------------------------------------------
 def test_gatherer_gives_every_caller_its_own_result_in_few_batches():

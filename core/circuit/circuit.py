@@ -22,10 +22,10 @@ class CircuitFileError(ValueError):
     """A circuit file that cannot be used: unreadable, malformed, or made for another model."""
 
 
-
 def counted(n: int, noun: str) -> str:
     """'1 head', '2 heads', '0 heads'."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
 
 @dataclass
 class Circuit:
@@ -199,3 +199,10 @@ def check_compatible(circuit: Circuit, fingerprint: dict[str, Any]) -> list[str]
                      "its components may not mean the same here: rediscover it on this model")
         warnings.warn(notes[-1], stacklevel=2)
     return notes
+
+
+def keep_masks(circuits: list[Circuit]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-ablation keep masks of removing each circuit (1 = keep): [M, n_layers, n_heads] and [M, n_layers, d_mlp],
+    as core.model.generate.generate_ids_per_mask takes them."""
+    removed = [circuit.removal_tensors() for circuit in circuits]
+    return 1 - torch.stack([heads for heads, _ in removed]), 1 - torch.stack([neurons for _, neurons in removed])

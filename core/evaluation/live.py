@@ -10,9 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
-from core.circuit.circuit import Circuit
+from core.circuit.circuit import Circuit, keep_masks
 from core.circuit.selection import Selection, SelectionError
 from core.data.prompts import PromptSet
 from core.evaluation.metrics import METRICS
@@ -106,10 +104,7 @@ def measure_many(model, shape: ModelShape, selections: Sequence[Selection], full
     masked = [s for s in dict.fromkeys(selections) if s.size]
     reports: dict[Selection, tuple[EvalReport, EvalReport]] = {Selection(): (full.behaviour, full.utility)}
     if masked:
-        removed = [Circuit(s.heads, s.neurons, shape.n_layers, shape.n_heads, shape.d_mlp).removal_tensors()
-                   for s in masked]
-        head_keeps = 1 - torch.stack([heads for heads, _ in removed])
-        neuron_keeps = 1 - torch.stack([neurons for _, neurons in removed])
+        head_keeps, neuron_keeps = keep_masks([Circuit(s.heads, s.neurons, *shape) for s in masked])
         sets = [(PromptSet("behaviour", [j.prompt for j in full.behaviour.judgements]), full.behaviour.max_new_tokens),
                 (PromptSet("utility", [j.prompt for j in full.utility.judgements]), full.utility.max_new_tokens)]
         # One generation at the longer length; a greedy answer cut to the shorter one is that length's answer.

@@ -9,10 +9,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from core.circuit.ablate import ablate, component_means
-from core.circuit.circuit import check_shape
+from core.circuit.circuit import check_shape, keep_masks
 from core.data.files import write_text_atomic
 from core.data.prompts import LABELS, Prompt, PromptSet
 from core.evaluation.judges import DEGENERATE, EXACT, REFUSAL, TARGET, Judge, Judgement
@@ -344,14 +343,14 @@ def evaluate_removed(model, prompts: PromptSet, circuits: Sequence, full_ids: li
         raise ValueError("no prompts to evaluate; check the prompt files and the --split/--limit filters")
     if not circuits:
         return []
+    shape = model_shape(model)
     for circuit in circuits:
-        check_shape(circuit, model_shape(model))
+        check_shape(circuit, shape)
     if max_new_tokens is None:
         max_new_tokens = judging_length(model.tokenizer, prompts)
-    removed = [circuit.removal_tensors() for circuit in circuits]
-    ids = generate_ids_per_mask(model, [p.prompt for p in prompts], 1 - torch.stack([h for h, _ in removed]),
-                                1 - torch.stack([n for _, n in removed]), max_new_tokens=max_new_tokens,
-                                batch_size=batch_size, drafts=full_ids, progress=progress)
+    ids = generate_ids_per_mask(model, [p.prompt for p in prompts], *keep_masks(list(circuits)),
+                                max_new_tokens=max_new_tokens, batch_size=batch_size, drafts=full_ids,
+                                progress=progress)
     cfg = getattr(model, "cfg", None)
     return [judge_responses(prompts, decode(model, rows), None, _model_name(model), None, max_new_tokens,
                             device=getattr(cfg, "device", "cpu"), dtype=getattr(cfg, "dtype", None)) for rows in ids]

@@ -262,14 +262,14 @@ def estimate_discovery(model, config, seq: int, n_gates: int, steps: int, mean_s
 
 def estimate_generation(model, command: str, prompts: list[str], batch: int, max_new_tokens: int,
                         runs: int = 1) -> Estimate:
-    """Peak memory and time of greedy generation for `prompts`: the full model once, then `runs - 1` ablated runs
-    whose answers are checked against the full model's (core.model.generate.generate_ids_per_mask with drafts).
+    """Peak memory and time of greedy generation for `prompts`: the full model once, then `runs - 1` ablated runs in
+    one batched call with the full model's answers as drafts (core.model.generate.generate_ids_per_mask).
 
     Memory: resident now + KV cache for the longest batch + its prefill (attention scores, MLP activations and the
-    logits generation keeps), or, when larger, the draft check's forward (every ablated run's rows at once, the
-    whole answer's logits kept).
-    Time: one real generation batch (the longest prompts, as they are batched by length) times the batches, plus
-    one real draft check of that batch with a head removed for every ablated run.
+    logits generation keeps), or, when larger and drafts are checked, the draft check's forward (its rows at once,
+    the whole answer's logits kept).
+    Time: one real generation batch (the longest prompts, as they are batched by length) and that batch's ablated
+    runs (a head removed in each), times the batches.
     """
     from core.model.generate import (
         _forward_options,
@@ -298,30 +298,30 @@ def estimate_generation(model, command: str, prompts: list[str], batch: int, max
     parts = {"weights and runtime": torch.cuda.memory_allocated(cuda) if cuda is not None else resident_bytes(),
              "kv cache": 2 * int(cfg.n_layers) * rows * width * kv_heads * int(cfg.d_head) * element,
              "prefill": forward_bytes(rows, longest, logit_rows)}
-    if runs > 1:
-        check_rows = rows * masks_per_check(model, rows, runs - 1, max_new_tokens)
-        parts["draft check"] = max(0, forward_bytes(check_rows, width, max_new_tokens + 1) - parts["prefill"])
+    per_check = masks_per_check(model, rows, runs - 1, max_new_tokens) if runs > 1 else None
+    if per_check is not None:
+        parts["draft check"] = max(0, forward_bytes(rows * per_check, width, max_new_tokens + 1) - parts["prefill"])
     probe = [prompts[i] for i in sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))[:rows]]
     started = time.perf_counter()
     drafts = generate_ids(model, probe, max_new_tokens=max_new_tokens, batch_size=rows)
     seconds = time.perf_counter() - started
-    checked = 0.0
-    if runs > 1:
+    ablated = 0.0
+    if runs > 1:  # the ablated runs of this batch as they will run: one call, one head off per mask
         shape = model_shape(model)
-        head_keeps, neuron_keeps = torch.ones(1, shape.n_layers, shape.n_heads), torch.ones(1, shape.n_layers,
-                                                                                           shape.d_mlp)
-        head_keeps[0, shape.n_layers // 2, 0] = 0  # one head off: a typical small change to the answers
+        head_keeps, neuron_keeps = torch.ones(runs - 1, *shape[:2]), torch.ones(runs - 1, shape.n_layers, shape.d_mlp)
+        for m in range(runs - 1):
+            head_keeps[m, (shape.n_layers // 2 + m) % shape.n_layers, m % shape.n_heads] = 0
         started = time.perf_counter()
         generate_ids_per_mask(model, probe, head_keeps, neuron_keeps, max_new_tokens=max_new_tokens,
                               batch_size=rows, drafts=drafts)
-        checked = time.perf_counter() - started
+        ablated = time.perf_counter() - started
     n_batches = -(-len(prompts) // batch)
     device = str(cfg.device)
     return Estimate(command, device, parts, available_bytes(device) + parts["weights and runtime"],
-                    seconds=n_batches * (seconds + (runs - 1) * checked),
+                    seconds=n_batches * (seconds + ablated),
                     detail=f"{len(prompts)} prompts x {runs} run(s), batch {rows}, up to {longest}+{max_new_tokens} "
-                    f"tokens, probe {seconds:.2f} s per batch" + (f", {checked:.2f} s per checked batch"
-                                                                  if runs > 1 else ""), floor=loading_peak)
+                    f"tokens, probe {seconds:.2f} s per batch" + (f" and {ablated:.2f} s for its {runs - 1} ablated "
+                                                                  "runs" if runs > 1 else ""), floor=loading_peak)
 
 
 def estimate_training(checkpoint: str | Path, dtype: torch.dtype, device: str | torch.device, batch: int) -> Estimate:

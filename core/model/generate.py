@@ -282,7 +282,7 @@ def generate_ids_per_mask(
     neuron_keeps[m])`, and the work of M masks costs about one wider batch.
 
     `drafts` (one list of ids per prompt, e.g. the full model's answers from `generate_ids`) are the answers
-    expected: where it pays (`_drafts_pay`), each row first checks its draft in one forward (`_check_drafts`) and
+    expected: where it pays (`masks_per_check`), each row first checks its draft in one forward (`_check_drafts`) and
     decodes step by step only from where the masked model goes another way. The ids are the same greedy answers;
     most ablations change few of them, so this saves most of the per-step cost of decoding every answer.
     `progress(done, total)` is called after each batch of prompts (before the step-by-step part that rows leaving
@@ -303,25 +303,24 @@ def generate_ids_per_mask(
     unfinished: list[tuple[int, int]] = []  # (mask, prompt) rows that left their draft before the end
     with model_lock(model), torch.inference_mode():
         for batches_done, batch in enumerate(batches, start=1):
-            per_forward = max(1, max_rows // len(batch))
-            check = drafts is not None and _drafts_pay(model, min(n_masks, per_forward) * len(batch))
-            if check:
-                longest_draft = max(min(len(drafts[i]), max_new_tokens) for i in batch)
-                per_forward = masks_per_check(model, len(batch), n_masks, longest_draft, max_rows)
+            per_check = None if drafts is None else masks_per_check(
+                model, len(batch), n_masks, max(min(len(drafts[i]), max_new_tokens) for i in batch), max_rows)
+            check = per_check is not None
+            per_forward = per_check if check else max(1, max_rows // len(batch))
             for first in range(0, n_masks, per_forward):
                 rows = [(m, i) for m in range(first, min(first + per_forward, n_masks)) for i in batch]
                 prompt_ids = [encoded[i] for _, i in rows]
                 masks = _row_masks(head_keeps, neuron_keeps, rows)
                 with hooked(model, masks.hooks()):
-                    if not check:
-                        outputs, complete = _greedy_batch(model, prompt_ids, max_new_tokens, stop_ids, None, masks), []
-                    else:
+                    if check:
                         outputs, complete = _check_drafts(model, prompt_ids,
                                                           [list(drafts[i])[:max_new_tokens] for _, i in rows],
                                                           max_new_tokens, stop_ids)
+                        unfinished += [row for row, done in zip(rows, complete, strict=True) if not done]
+                    else:
+                        outputs = _greedy_batch(model, prompt_ids, max_new_tokens, stop_ids, None, masks)
                 for (m, i), ids in zip(rows, outputs, strict=True):
                     results[m][i] = ids
-                unfinished += [row for row, done in zip(rows, complete, strict=False) if not done]
             if progress is not None:
                 progress(batches_done, len(batches))
         # Rows that left their drafts go on step by step from there, all batches' rows together (fewer steps to
@@ -342,20 +341,18 @@ def generate_ids_per_mask(
 # with bench/ablations.py and bench/toggle.py on the organism: a win at 64 rows a forward, a loss at 256); narrow
 # batches, and accelerators, pay mostly per-step overhead, which a draft check removes.
 DRAFTS_MAX_CPU_ROWS = 128
-
-
-def _drafts_pay(model: TransformerBridge, rows: int) -> bool:
-    return torch.device(model.cfg.device).type != "cpu" or rows <= DRAFTS_MAX_CPU_ROWS
-
-
 # A draft check keeps the logits of every draft position: bound them (fp32) as decoding bounds its rows.
 CHECK_LOGITS_BUDGET = 1 << 26
 
 
 def masks_per_check(model: TransformerBridge, batch_rows: int, n_masks: int, draft_tokens: int,
-                    max_rows: int = 1024) -> int:
+                    max_rows: int = 1024) -> int | None:
     """How many masks one draft-checking forward of a `batch_rows`-prompt batch holds (each mask adds the batch's
-    rows): at most max_rows rows, and the kept logits (draft_tokens + 1 positions a row) within the budget."""
+    rows: at most max_rows rows, and the kept logits, draft_tokens + 1 positions a row, within the budget); None
+    where decoding step by step is cheaper than checking drafts."""
+    decoded_rows = min(n_masks, max(1, max_rows // batch_rows)) * batch_rows
+    if torch.device(model.cfg.device).type == "cpu" and decoded_rows > DRAFTS_MAX_CPU_ROWS:
+        return None
     rows = min(max_rows, CHECK_LOGITS_BUDGET // ((draft_tokens + 1) * int(model.cfg.d_vocab)))
     return max(1, min(n_masks, rows // batch_rows))
 

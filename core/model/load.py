@@ -333,7 +333,10 @@ def model_shape(model: TransformerBridge) -> ModelShape:
 SINGLE_THREAD_PARAMETERS = 2_000_000
 
 
+def parameter_count(model: TransformerBridge) -> int:
+    return sum(p.numel() for p in model.original_model.parameters())
+
+
 def inference_threads(model: TransformerBridge, available: int) -> int:
     """Torch intra-op threads for serving `model` (out of `available`): 1 for a tiny model, else all."""
-    parameters = sum(p.numel() for p in model.original_model.parameters())
-    return 1 if parameters < SINGLE_THREAD_PARAMETERS else available
+    return 1 if parameter_count(model) < SINGLE_THREAD_PARAMETERS else available

@@ -43,7 +43,8 @@ def render() -> None:
             st.session_state.compare_rows = (key, rows)
     stored = st.session_state.get("compare_rows")
     if stored is None or stored[0] != key:
-        st.caption("Press **Run comparison** (it evaluates the model once per baseline set).")
+        st.caption("Press **Run comparison** (it evaluates the full model, then every baseline set removed, in one "
+                   "batched generation).")
         return
     rows = stored[1]
     # The behaviour the circuit carries, and the other one, which its removal should leave alone.
