@@ -148,6 +148,21 @@ def test_discovery_smoke_on_every_family(arch, tiny_models):
     assert all(not hp._forward_hooks for hp in model.hook_dict.values())
 
 
+def test_keeping_the_full_models_retain_side_changes_nothing_but_the_time(tiny_models, monkeypatch):
+    import core.scoring.learned as learned
+
+    model = tiny_models["llama"]
+    cfg = DiscoveryConfig(steps=8, batch_size=2, head_budget=0.25, neuron_budget=0.05, seed=1)
+    assert learned.teacher_bytes(model, 10, cfg.answer_tokens) == 10 * cfg.answer_tokens * model.cfg.d_vocab * 4
+    kept = discover(model, _tiny_scenario(model), cfg)
+    monkeypatch.setattr(learned, "TEACHER_BYTES", 0)  # too big to keep: the full model reruns every step
+    assert learned.teacher_bytes(model, 10, cfg.answer_tokens) == 0
+    rerun = discover(model, _tiny_scenario(model), cfg)
+    assert (kept.heads, kept.neurons) == (rerun.heads, rerun.neurons)
+    assert torch.allclose(torch.tensor(kept.neuron_scores), torch.tensor(rerun.neuron_scores), atol=1e-4)
+    assert torch.allclose(torch.tensor(kept.head_scores), torch.tensor(rerun.head_scores), atol=1e-4)
+
+
 def test_discovery_is_deterministic_and_validates_input(tiny_models):
     model = tiny_models["llama"]
     cfg = DiscoveryConfig(steps=5, batch_size=2, head_budget=0.25, neuron_budget=0.05, seed=3)

@@ -195,6 +195,31 @@ def test_outcomes_are_cached_by_what_produced_them(planted, tmp_path):
 
 
 # ---- sets and sizes ---------------------------------------------------------------------------------------------
+def test_discoveries_in_worker_processes_match_the_same_runs_in_process(tiny_checkpoints, tiny_models):
+    from functools import partial
+
+    from core.cli.common import DEFAULT_PROMPTS
+    from core.data.files import load_prompt_sets
+    from core.scoring.learned import DiscoveryConfig, discover
+    from core.scoring.processes import DiscoveryJob, discover_in_processes, worker_count
+    from core.scoring.scenario import scenario_from_prompts
+
+    prompts = load_prompt_sets(DEFAULT_PROMPTS)
+    configs = [DiscoveryConfig(steps=3, batch_size=2, head_budget=0.25, neuron_budget=0.05, seed=s) for s in (1, 2)]
+    jobs = [DiscoveryJob(prompts, "backdoor", 2, c) for c in configs]
+    seen = []
+    found = discover_in_processes(partial(load_model, tiny_checkpoints["llama"], device="cpu"), jobs, 2,
+                                  progress=lambda *step: seen.append(step))
+    model = tiny_models["llama"]
+    for config, result in zip(configs, found, strict=True):
+        here = discover(model, scenario_from_prompts(model, prompts, "backdoor", 2, config.seed), config)
+        assert (result.heads, result.neurons) == (here.heads, here.neurons)
+        assert torch.allclose(torch.tensor(result.neuron_scores), torch.tensor(here.neuron_scores), atol=1e-3)
+    assert sorted(seen) == [(0, 3, 3), (1, 3, 3)]  # each job's last step reaches the caller
+    assert worker_count(4, "cpu", 10**6, cores=2) == 2 and worker_count(4, "cuda", 10**6, cores=8) == 1
+    assert worker_count(1, "cpu", 10**6, cores=8) == 1 and worker_count(4, "cpu", 10**9, cores=8) == 1
+
+
 def test_pairwise_jaccard_and_core():
     runs = [{"L0N1", "L0N2", "L2H3"}, {"L0N1", "L2H3"}, {"L0N1", "L1N5", "L2H3"}, set()]
     matrix = pairwise_jaccard(runs)
@@ -275,6 +300,12 @@ def test_readings_badge_and_curve_area():
     width = math.log10(0.03) - math.log10(0.001)
     expected = 100 * (1 * (0.4 + 0.2) / 2 + math.log10(3) * (0.2 + 0.0) / 2) / width
     assert summary["best_baseline"] == "attribution" and summary["area"] == pytest.approx(expected)
+    assert summary["utility_area"] == 0.0  # every curve point keeps all utility in this card
+    for point, utility in zip([p for p in card.curve if p.method == "attribution"], [1.0, 0.5, 0.0], strict=True):
+        point.utility = utility  # attribution's circuits cost utility as they grow; the learned ones do not
+    kept_more = 100 * (1 * (0.0 + 0.5) / 2 + math.log10(3) * (0.5 + 1.0) / 2) / width
+    assert card.curve_summary()["utility_area"] == pytest.approx(kept_more)
+    assert f"utility against the same baseline: {kept_more:+.1f} points" in card.text()
     assert summary["per_baseline"]["random"] > summary["per_baseline"]["magnitude"] > summary["area"]
     # an alignment circuit raises ASR when removed: the same curves now favour the baselines
     assert _card("alignment").curve_summary()["per_baseline"]["attribution"] == pytest.approx(-expected)
@@ -381,12 +412,13 @@ def test_report_command_prints_writes_and_reuses_every_result(tmp_path, capsys):
     other = make_circuit(2, 4, 96, heads=[(0, 1)], neurons=[(0, 3)], name="other", fingerprint=fp)
     argv = ["report", "--model", str(checkpoint), "--circuit", str(path), "--against",
             str(other.save(tmp_path / "o.json")),
-            "--per-family", "2", "--seeds", "2", "--random-seeds", "1", "--steps", "2", "--train-limit", "2",
+            "--per-family", "2", "--seeds", "3", "--workers", "2", "--random-seeds", "1", "--steps", "2",
+            "--train-limit", "2",
             "--budgets", "0.01", "0.03", "--cache-dir", str(tmp_path / "cache"),
             "--out", str(tmp_path / "card.html"), "--json", str(tmp_path / "card.json")]
     assert main(argv) == 0
     first = capsys.readouterr().out
-    for part in ("1. Necessity", "2. Sufficiency", "3. Stability across 2 seeds", "4. Cost curve",
+    for part in ("1. Necessity", "2. Sufficiency", "3. Stability across 3 seeds", "4. Cost curve",
                  "area between learned and the best baseline", "5. Where it lives", "vs circuit 'other'"):
         assert part in first
     figures = json.loads((tmp_path / "card.json").read_text())["figures"]

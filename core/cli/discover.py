@@ -106,6 +106,7 @@ def _estimate(model, args: Args, config: DiscoveryConfig, prompts):
     from core.model.estimate import estimate_discovery
     from core.model.generate import encode_prompts
     from core.model.load import model_shape
+    from core.scoring.learned import teacher_bytes
 
     if isinstance(prompts, tuple):
         train = [p for prompt_set in prompts for p in prompt_set]
@@ -117,7 +118,10 @@ def _estimate(model, args: Args, config: DiscoveryConfig, prompts):
     lengths = [len(ids) + answer + 1 for ids in encoded] or [answer + 1]
     n_layers, n_heads, d_mlp = model_shape(model)
     n_gates = n_layers * (n_heads * bool(config.head_budget) + d_mlp * bool(config.neuron_budget))
-    return estimate_discovery(model, config, max(lengths), n_gates, args.steps, sum(lengths) // len(lengths))
+    # Every training prompt counted as a retain prompt: an upper bound on what discover keeps.
+    retain_bytes = teacher_bytes(model, len(train), config.answer_tokens)
+    return estimate_discovery(model, config, max(lengths), n_gates, args.steps, sum(lengths) // len(lengths),
+                              retain_bytes)
 
 
 def run(args: Args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from core.cli.common import DEFAULT_PROMPTS, ModelOptions, load, load_prompts
@@ -36,6 +37,8 @@ are cached (JSON, keyed by the model fingerprint, prompt hashes and settings), s
     train_limit: int | None = option(None, metavar="N", min=1, help="training prompts per family (default: the "
                                      "circuit's recorded command, else 48)")
     seed: int = option(D.seed, min=0, help="seed of the prompt samples and the resample pairing")
+    workers: int | None = option(None, min=1, help="processes the discoveries (other seeds, cost curve) run in "
+                                 "side by side (default: one per core on a CPU for a small model, else 1)")
     cache_dir: str | None = option(None, metavar="DIR", help="where results are cached (default: "
                                    "~/.cache/safeseek/report)")
     no_cache: bool = option(False, help="recompute everything and store nothing")
@@ -49,7 +52,7 @@ are cached (JSON, keyed by the model fingerprint, prompt hashes and settings), s
     def config(self) -> CardConfig:
         return CardConfig(per_family=self.per_family, split=self.split, seeds=self.seeds,
                           random_seeds=self.random_seeds, steps=self.steps, train_limit=self.train_limit,
-                          seed=self.seed, budgets=tuple(self.budgets))
+                          seed=self.seed, budgets=tuple(self.budgets), workers=self.workers)
 
 
 def run(args: Args) -> int:
@@ -59,7 +62,7 @@ def run(args: Args) -> int:
     from core.evaluation.card_html import write_card
     from core.evaluation.report_card import CardBuilder, ReportError, ResultCache, default_cache_dir
     from core.model.fingerprint import fingerprint
-    from core.model.load import resolve_checkpoint_dir
+    from core.model.load import load_model, resolve_checkpoint_dir
     from core.scoring.scenario import DiscoveryError
 
     try:
@@ -96,9 +99,12 @@ def run(args: Args) -> int:
         if done >= total:
             bar.close()
 
+    # Worker processes load the model the same way (not with a device map: that placement is this process's).
+    loader = None if args.device_map is not None else partial(
+        load_model, args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     try:
         card = CardBuilder(model, circuit, prompts, args.config(), cache, fp, progress=show, checkpoint=checkpoint,
-                           against=against, command=args.command_line).build()
+                           against=against, command=args.command_line, model_loader=loader).build()
     except (ReportError, DiscoveryError) as e:
         raise CliError(str(e)) from None
     finally:

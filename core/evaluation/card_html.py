@@ -162,7 +162,9 @@ def card_html(card: ReportCard, figures: dict[str, go.Figure] | None = None) -> 
         "cost_curve": ("4. Cost curve", "" if summary["area"] is None else
                        f"<p>Area between learned and the best baseline ({e(str(summary['best_baseline']))}): "
                        f"<b>{summary['area']:+.1f}</b> points of {e(card.behaviour_label)} ASR, averaged over the "
-                       f"log-size axis (positive: the learned circuits change the behaviour more).</p>"),
+                       f"log-size axis (positive: the learned circuits change the behaviour more); utility "
+                       f"<b>{summary['utility_area']:+.1f}</b> points against the same baseline (positive: the "
+                       f"learned circuits leave more of it).</p>"),
         "layers": ("5. Where it lives", ""),
         "overlaps": ("", ""),
     }

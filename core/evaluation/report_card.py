@@ -25,7 +25,9 @@ from core.evaluation.judges import Judgement
 from core.evaluation.metrics import RATE_LABELS, Rate, scenario_rates
 from core.evaluation.report import EvalReport, evaluate, evaluate_removed, judging_length
 from core.model.generate import encode_prompts
+from core.model.load import parameter_count
 from core.scoring.learned import DiscoveryConfig, discover
+from core.scoring.processes import DiscoveryJob, ModelLoader, discover_in_processes, worker_count
 from core.scoring.random import random_components
 from core.scoring.scenario import scenario_from_prompts
 from core.scoring.select import circuit_of_size
@@ -37,7 +39,8 @@ UTILITY_LABELS = ("benign", "utility")
 DEFAULT_BUDGETS = tuple(round(0.0005 * (0.03 / 0.0005) ** (i / 7), 6) for i in range(8))
 BASELINES = ("attribution", "magnitude", "random")
 DISAGREEMENT = 0.10  # the badge: ablation types whose results differ by more than this many points / 100
-CACHE_VERSION = 2  # 2: rates carry their judge (core.evaluation.metrics.Rate)
+CACHE_VERSION = 3  # 2: rates carry their judge (core.evaluation.metrics.Rate); 3: discovery's retain term reuses
+# the full model's distributions (core.scoring.learned), which moves its sums by rounding only
 
 Progress = Callable[[str, int, int], None]  # (part, done, total)
 
@@ -93,6 +96,7 @@ class CardConfig:
     steps: int | None = None  # discovery steps; None: the circuit's recorded steps
     train_limit: int | None = None  # training prompts per family; None: the circuit's recorded command, else 48
     batch_size: int = 64
+    workers: int | None = None  # processes for the discoveries (seeds, curve); None: see core.scoring.processes
 
     def check(self) -> None:
         """Raise ReportError naming the first bad setting (before any model is loaded)."""
@@ -101,6 +105,8 @@ class CardConfig:
                 raise ReportError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 1:
             raise ReportError(f"--steps must be at least 1, got {self.steps}")
+        if self.workers is not None and self.workers < 1:
+            raise ReportError(f"--workers must be at least 1, got {self.workers}")
         if self.train_limit is not None and self.train_limit < 1:
             raise ReportError(f"--train-limit must be at least 1, got {self.train_limit}")
         if not self.budgets or not all(0 < b < 1 for b in self.budgets):
@@ -191,24 +197,26 @@ class ReportCard:
 
     def curve_summary(self) -> dict:
         """The area between the learned curve and the best baseline's, as the mean ASR gap in points over the
-        log-size axis (positive: removing the learned circuits changes the behaviour more)."""
+        log-size axis (positive: removing the learned circuits changes the behaviour more), and the same for
+        utility against that baseline (positive: the learned circuits leave more of it)."""
         sign = 1.0 if self.scenario == "backdoor" else -1.0  # a backdoor circuit lowers ASR, alignment raises it
         by_method: dict[str, list[CurvePoint]] = {}
         for point in self.curve:
             by_method.setdefault(point.method, []).append(point)
         learned = by_method.get("learned", [])
         if len(learned) < 2:
-            return {"best_baseline": None, "area": None}
+            return {"best_baseline": None, "area": None, "utility_area": None}
         xs = [math.log10(p.budget) for p in learned]
 
-        def mean_gap(method: str) -> float:
-            gaps = [sign * (b.asr - a.asr) for a, b in zip(learned, by_method[method], strict=True)]
+        def mean_gap(method: str, gap: Callable[[CurvePoint, CurvePoint], float]) -> float:
+            gaps = [gap(a, b) for a, b in zip(learned, by_method[method], strict=True)]
             area = sum((xs[i + 1] - xs[i]) * (gaps[i] + gaps[i + 1]) / 2 for i in range(len(xs) - 1))
             return 100 * area / (xs[-1] - xs[0])
 
-        gaps = {m: mean_gap(m) for m in BASELINES if m in by_method}
+        gaps = {m: mean_gap(m, lambda a, b: sign * (b.asr - a.asr)) for m in BASELINES if m in by_method}
         best = min(gaps, key=gaps.get)  # the baseline closest to (or beyond) the learned curve
-        return {"best_baseline": best, "area": gaps[best], "per_baseline": gaps}
+        return {"best_baseline": best, "area": gaps[best], "per_baseline": gaps,
+                "utility_area": mean_gap(best, lambda a, b: a.utility - b.utility)}
 
     # ---- files ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -257,6 +265,8 @@ class ReportCard:
         if summary["area"] is not None:
             lines.append(f"   area between learned and the best baseline ({summary['best_baseline']}): "
                          f"{summary['area']:+.1f} points of {asr} (mean over the log-size axis; + = learned better)")
+            lines.append(f"   utility against the same baseline: {summary['utility_area']:+.1f} points (+ = the "
+                         "learned circuits leave more of it)")
         n_heads = sum(row["heads"] for row in self.location.per_layer)
         n_neurons = sum(row["neurons"] for row in self.location.per_layer)
         lines += ["", f"5. Where it lives: {counted(n_heads, 'head')}, {counted(n_neurons, 'neuron')}"]
@@ -303,17 +313,23 @@ class ResultCache:
         text = json.dumps({"version": CACHE_VERSION, **key}, sort_keys=True, default=str)
         return self.folder / f"{key['kind']}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
 
-    def get(self, key: dict):
+    def peek(self, key: dict):
+        """The stored value or None, not counted as a hit or a miss."""
         path = self._path(key)
         if path is not None and path.is_file():
             try:
-                value = json.loads(path.read_text(encoding="utf-8"))["value"]
-                self.hits += 1
-                return value
+                return json.loads(path.read_text(encoding="utf-8"))["value"]
             except (OSError, ValueError, KeyError):
                 pass  # a damaged entry is recomputed and overwritten
-        self.misses += 1
         return None
+
+    def get(self, key: dict):
+        value = self.peek(key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
 
     def put(self, key: dict, value) -> None:
         path = self._path(key)
@@ -398,7 +414,9 @@ class CardBuilder:
 
     def __init__(self, model, circuit: Circuit, prompts: PromptSet, config: CardConfig, cache: ResultCache,
                  fingerprint: dict, progress: Progress | None = None, checkpoint: str | Path | None = None,
-                 against: Circuit | None = None, command: str = ""):
+                 against: Circuit | None = None, command: str = "", model_loader: ModelLoader | None = None):
+        """`model_loader`: a picklable callable that loads the same model again, which lets discoveries run in
+        worker processes (None: they run here, one after another)."""
         config.check()
         if circuit.scenario not in SCENARIOS:
             raise ReportError(f"circuit '{circuit.name}' has scenario {circuit.scenario!r}; the report card "
@@ -406,7 +424,7 @@ class CardBuilder:
         self.model, self.circuit, self.prompts, self.config = model, circuit, prompts, config
         self.cache, self.fingerprint, self.checkpoint, self.against = cache, fingerprint, checkpoint, against
         self.say = progress or (lambda part, done, total: None)
-        self.command = command
+        self.command, self.model_loader = command, model_loader
         self.label = RATE_LABELS[scenario_rates(circuit.scenario)[0]]
         held_out = select_split(prompts, config.split, config.per_family, config.seed)
         self.eval_set = PromptSet("eval", [p for p in held_out if p.label in (self.label, *UTILITY_LABELS)])
@@ -423,6 +441,7 @@ class CardBuilder:
         self._full_report: EvalReport | None = None  # see _full()
         self._scenarios: dict[int, object] = {}
         self._scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._ahead: dict[str, dict] = {}  # discoveries run by discover_ahead, by their cache key
         self._base_key = {"model": fingerprint.get("weights_sha256"), "shape": [circuit.n_layers, circuit.n_heads,
                                                                               circuit.d_mlp]}
 
@@ -517,18 +536,61 @@ class CardBuilder:
                                                           self.train_limit, seed)
         return self._scenarios[seed]
 
+    def _discover_key(self, config: DiscoveryConfig) -> dict:
+        return {"kind": "discover", **self._base_key, "prompts": self.prompts.sha256(), "scenario":
+                self.circuit.scenario, "train_limit": self.train_limit, "config": asdict(config)}
+
     def discovered(self, config: DiscoveryConfig, label: str) -> tuple[list, list]:
         """(heads, neurons) that `safeseek discover` finds with this config (seed = its data sampling seed too)."""
-        key = {"kind": "discover", **self._base_key, "prompts": self.prompts.sha256(), "scenario":
-               self.circuit.scenario, "train_limit": self.train_limit, "config": asdict(config)}
-        cached = self.cache.get(key)
+        key = self._discover_key(config)
+        cached = self._ahead.get(json.dumps(key, sort_keys=True, default=str)) or self.cache.get(key)
         if cached is None:
             part = f"  discovery ({label})"
             found = discover(self.model, self.scenario(config.seed), config,
                              progress=lambda log: self.say(part, log.step, config.steps))
-            cached = {"heads": [list(h) for h in found.heads], "neurons": [list(n) for n in found.neurons]}
-            self.cache.put(key, cached)
+            cached = self._put_discovery(key, found.heads, found.neurons)
         return [tuple(h) for h in cached["heads"]], [tuple(n) for n in cached["neurons"]]
+
+    def _put_discovery(self, key: dict, heads, neurons) -> dict:
+        value = {"heads": [list(h) for h in heads], "neurons": [list(n) for n in neurons]}
+        self.cache.put(key, value)
+        return value
+
+    def discover_ahead(self, planned: list[tuple[DiscoveryConfig, str]]) -> None:
+        """Run the uncached ones of the planned (config, label) discoveries side by side in worker processes when
+        that is faster (a small model on a multi-core CPU, see core.scoring.processes) and a model loader was
+        given; discovered() then finds them here."""
+        todo = [(c, label) for c, label in planned if self.cache.peek(self._discover_key(c)) is None]
+        workers = self.config.workers or worker_count(len(todo), torch.device(self.model.cfg.device).type,
+                                                      parameter_count(self.model))
+        if self.model_loader is None or workers < 2 or len(todo) < 2:
+            return
+        jobs = [DiscoveryJob(self.prompts, self.circuit.scenario, self.train_limit, c) for c, _ in todo]
+        found = discover_in_processes(self.model_loader, jobs, min(workers, len(todo)),
+                                      progress=lambda i, step, total: self.say(f"  discovery ({todo[i][1]})", step,
+                                                                               total))
+        for (config, _), circuit in zip(todo, found, strict=True):
+            key = self._discover_key(config)
+            self.cache.misses += 1
+            self._ahead[json.dumps(key, sort_keys=True, default=str)] = self._put_discovery(key, circuit.heads,
+                                                                                            circuit.neurons)
+
+    def planned_discoveries(self) -> tuple[dict[int, DiscoveryConfig], dict[float, tuple[DiscoveryConfig, str]]]:
+        """The discoveries the card needs: the stability runs' (other seeds) and the cost curve's (one per budget,
+        the circuit's recorded settings otherwise, with the budget's head and neuron sizes)."""
+        c, first = self.circuit, self.discovery.seed
+        seeds = {first + i: DiscoveryConfig(**{**asdict(self.discovery), "seed": first + i})
+                 for i in range(1, self.config.seeds)}
+        n_heads, n_neurons = c.n_layers * c.n_heads, c.n_layers * c.d_mlp
+        budgets = {}
+        for budget in sorted(self.config.budgets):
+            k_heads, k_neurons = budget_sizes(c, budget)
+            # (k + 0.5) / count: discovery keeps int(budget * count) components, exactly k.
+            config = DiscoveryConfig(**{**asdict(self.discovery),
+                                        "head_budget": (k_heads + 0.5) / n_heads if k_heads else None,
+                                        "neuron_budget": (k_neurons + 0.5) / n_neurons if k_neurons else None})
+            budgets[budget] = (config, f"{counted(k_heads, 'head')}, {counted(k_neurons, 'neuron')}")
+        return seeds, budgets
 
     def scores(self, method: str) -> tuple[torch.Tensor, torch.Tensor]:
         if method not in self._scores:
@@ -549,14 +611,14 @@ class CardBuilder:
         c = self.circuit
         first = self.discovery.seed
         seeds = [first + i for i in range(self.config.seeds)]
+        configs = self.planned_discoveries()[0]
         found = []
         for done, seed in enumerate(seeds):
             self.say("stability", done, len(seeds))
             if seed == first:
                 found.append((c.heads, c.neurons, "this circuit"))
             else:
-                config = DiscoveryConfig(**{**asdict(self.discovery), "seed": seed})
-                found.append((*self.discovered(config, f"seed {seed}"), "discovered"))
+                found.append((*self.discovered(configs[seed], f"seed {seed}"), "discovered"))
         self.prefetch([(heads, neurons) for heads, neurons, _ in found], "stability: removal")
         runs = []
         for seed, (heads, neurons, source) in zip(seeds, found, strict=True):
@@ -569,19 +631,14 @@ class CardBuilder:
 
     def curve(self) -> list[CurvePoint]:
         c = self.circuit
-        budgets = sorted(self.config.budgets)
+        planned = self.planned_discoveries()[1]
+        budgets = list(planned)
         by_budget: dict[float, dict[str, list[tuple[list, list]]]] = {}
         for done, budget in enumerate(budgets):
             self.say("cost curve: circuits", done, len(budgets))
             k_heads, k_neurons = budget_sizes(c, budget)
-            n_heads, n_neurons = c.n_layers * c.n_heads, c.n_layers * c.d_mlp
             candidates: dict[str, list[tuple[list, list]]] = {}
-            # (k + 0.5) / count: discovery keeps int(budget * count) components, exactly k.
-            config = DiscoveryConfig(**{**asdict(self.discovery),
-                                        "head_budget": (k_heads + 0.5) / n_heads if k_heads else None,
-                                        "neuron_budget": (k_neurons + 0.5) / n_neurons if k_neurons else None})
-            label = f"{counted(k_heads, 'head')}, {counted(k_neurons, 'neuron')}"
-            candidates["learned"] = [self.discovered(config, label)]
+            candidates["learned"] = [self.discovered(*planned[budget])]
             for method in SCORERS:
                 candidates[method] = [circuit_of_size(self.scores(method), (k_heads, k_neurons))]
             # random_components draws as many heads and neurons as the circuit it is given has: any k of each.
@@ -613,6 +670,8 @@ class CardBuilder:
             self.say("necessity and sufficiency", 2 * i + 2, 7)
             sufficiency[method] = self.outcome(c.heads, c.neurons, method, keep_only=True)
             self.say("necessity and sufficiency", 2 * i + 3, 7)
+        seeds, budgets = self.planned_discoveries()
+        self.discover_ahead([(config, f"seed {seed}") for seed, config in seeds.items()] + list(budgets.values()))
         stability = self.stability()
         curve = self.curve()
         others = {f"designated ({stage})": sets for stage, sets in

@@ -232,14 +232,17 @@ def probe_masked_step(model, seq: int, batch: int, repeats: int = 1,
     return per_example, seq * vocab * 4, min(times)
 
 
-def estimate_discovery(model, config, seq: int, n_gates: int, steps: int, mean_seq: int | None = None) -> Estimate:
+def estimate_discovery(model, config, seq: int, n_gates: int, steps: int, mean_seq: int | None = None,
+                       retain_bytes: int = 0) -> Estimate:
     """Peak memory and time of `discover` with `config` (batch size) on sequences of up to `seq` tokens
     (`mean_seq` on average: batches are padded to their longest row, so the time is probed a little above it).
 
-    A step holds two masked forwards for one backward (behaviour and retain batches) plus the unmasked retain
-    forward (no grad), so: resident now (weights, libraries) + 2 x batch x kept-per-example + logits and their
-    gradient for one batch; gates with Adam state (fp32: value, grad, two moments). Time: the probe's masked
-    forward+backward at the full batch, times the ~2.5 such passes of a step, times the steps.
+    A step holds two masked forwards for one backward (behaviour and retain batches), plus an unmasked retain
+    forward (no grad) unless the full model's retain distributions are kept for the run (`retain_bytes` of them,
+    core.scoring.learned.teacher_bytes), so: resident now (weights, libraries) + 2 x batch x kept-per-example +
+    logits and their gradient for one batch + the kept distributions; gates with Adam state (fp32: value, grad, two
+    moments). Time: the probe's masked forward+backward at the full batch, times the 2 (kept) or ~2.5 such passes
+    of a step, times the steps.
     """
     batch = config.batch_size
     loading_peak = 0 if _peak_device(model) is not None else peak_resident_bytes()  # before the probe adds to it
@@ -252,9 +255,12 @@ def estimate_discovery(model, config, seq: int, n_gates: int, steps: int, mean_s
              "activations": 2 * batch * per_example}
     if cuda is None:  # on CUDA the allocator peak already holds the logits and transients
         parts["logits and gradients"] = 2 * batch * logits
+    if retain_bytes:
+        parts["retain distributions"] = retain_bytes
     parts["gates and optimiser"] = 4 * 4 * n_gates
+    passes = 2.0 if retain_bytes else 2.5
     return Estimate("discover", device, parts, available_bytes(device) + parts["weights and runtime"],
-                    seconds=2.5 * seconds * steps,
+                    seconds=passes * seconds * steps,
                     detail=f"batch {batch} x {seq} tokens, probe {seconds:.2f} s at {timed_seq} tokens; time: the "
                     f"{steps} learning steps, not building the scenario or verifying",
                     floor=loading_peak)

@@ -29,9 +29,18 @@ from core.model.fingerprint import fingerprint
 from core.model.generate import encode_prompts, generate_ids
 from core.model.hooks import forward_logits
 from core.model.load import model_shape
-from core.scoring.objective import answer_log_probs, behaviour_ce, retain_kl
+from core.scoring.objective import answer_log_probs, behaviour_ce, full_answer_log_probs, retain_kl
 from core.scoring.scenario import DiscoveryError, Scenario
 from core.scoring.select import circuit_from_scores
+
+TEACHER_BYTES = 512 * 2**20  # the largest full-model retain distribution kept in memory (else recomputed per step)
+
+
+def teacher_bytes(model, n_retain: int, answer_tokens: int) -> int:
+    """Memory of the full model's retain distributions that discover keeps for the whole run; 0 when that is over
+    TEACHER_BYTES (it then reruns the full model on each step's retain batch instead)."""
+    size = n_retain * answer_tokens * int(model.cfg.d_vocab) * 4
+    return size if size <= TEACHER_BYTES else 0
 
 
 @dataclass
@@ -101,6 +110,9 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
     # An answer that ended at once still needs one compared position: the eos the model chose.
     eos = tokenizer.eos_token_id
     retain_answers = [a + [eos] if len(a) < cfg.answer_tokens and eos is not None else a for a in retain_answers]
+    # The retain term's full-model side never changes: compute it once when it fits (a third of each step's work).
+    teacher = (full_answer_log_probs(model, retain_heads, retain_answers, pad_id, cfg.batch_size)
+               if teacher_bytes(model, len(retain_answers), cfg.answer_tokens) else None)
 
     def batches(n: int):
         order: list[int] = []
@@ -133,7 +145,8 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
                                                  [retain_answers[i] for i in r_idx], pad_id, device)
         # Summed over answer positions, averaged over prompts: the first answer token (comply or refuse) must
         # weigh as much per prompt as it does in the behaviour term, not be diluted by the tokens after it.
-        retain = retain_kl(*answer_log_probs(model, ids, attn, labels, hooks)) / len(r_idx)
+        full = torch.cat([teacher[i] for i in r_idx]) if teacher is not None else None
+        retain = retain_kl(*answer_log_probs(model, ids, attn, labels, hooks, full)) / len(r_idx)
 
         fractions = masks.expected_fraction()
         if step == 0:

@@ -51,8 +51,9 @@ def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig
     wanted = (state.demo().model, circuit.to_json(), repr(config), against.to_json() if against else None)
     cards = st.session_state.setdefault("report_cards", {})
     if st.button("Build the report card", type="primary", key=f"{key}-build",
-                 help="Minutes the first time on the bundled organism; results are cached on disk, so a card "
-                 "built before comes back in seconds."):
+                 help="Tens of minutes the first time on a CPU: the default card runs 12 discoveries, here one "
+                 "after another (`safeseek report` runs them side by side on every core). Results are cached on "
+                 "disk, so a card built before, here or by `safeseek report`, comes back in seconds."):
         with ui.guard("building the report card"), st.status("Building the report card...", expanded=True) as status:
             bar = st.progress(0.0, text="starting")
 
@@ -100,9 +101,13 @@ def show_card(card: ReportCard, key: str) -> None:
     st.subheader("4. Cost curve")
     summary = card.curve_summary()
     if summary["area"] is not None:
-        st.metric(f"Learned vs best baseline ({summary['best_baseline']})", f"{summary['area']:+.1f} points",
-                  help=f"Mean gap in {card.behaviour_label} ASR over the log-size axis; positive: removing the "
-                  "learned circuits changes the behaviour more than the best baseline's.")
+        left, right = st.columns(2)
+        left.metric(f"Learned vs best baseline ({summary['best_baseline']})", f"{summary['area']:+.1f} points",
+                    help=f"Mean gap in {card.behaviour_label} ASR over the log-size axis; positive: removing the "
+                    "learned circuits changes the behaviour more than the best baseline's.")
+        right.metric("Utility against it", f"{summary['utility_area']:+.1f} points",
+                     help="Mean gap in utility over the log-size axis; positive: removing the learned circuits "
+                     "leaves more utility than removing the best baseline's.")
     _chart(figures, "cost_curve", key)
     st.subheader("5. Where it lives")
     _chart(figures, "layers", key)
