@@ -10,7 +10,7 @@ Two stages, so a hopeless request fails before any weight is read:
     base the activations add to, and its peak so far (loading can briefly hold two copies of a tensor while casting)
     a floor. On CUDA the allocator's own figures are used instead (memory_allocated, max_memory_allocated).
 
-How close this comes to a measured peak is checked by `bench/estimate.py` (figures in README).
+How close this comes to a measured peak is checked by `python bench/scale.py --estimate` (figures in README).
 """
 
 from __future__ import annotations
