@@ -7,7 +7,7 @@ model's retain distributions recomputed per step (the former loop, forced by set
 to zero), (b) the same in a row with them computed once (today's loop), (c) the same jobs in worker processes
 (core.scoring.processes, one per core). It checks that every way finds the same circuits and prints the ratios.
 
-    python bench/discoveries.py [--jobs 2] [--steps 300] [--threads 2]   # about 14 minutes on 2 cores
+    python bench/discoveries.py [--jobs 2] [--steps 300] [--threads 2]   # three rounds of discoveries: tens of minutes
 """
 
 from __future__ import annotations

@@ -100,6 +100,7 @@ def help_for(term: str) -> str:
 
 # ---- circuits --------------------------------------------------------------------------------------------------
 UPLOAD = "Upload a circuit file..."
+NO_CIRCUIT = "none"  # the first choice of an optional circuit picker
 
 
 def demo_circuit(purpose: str) -> tuple[state.LoadedModel, Circuit | None]:
@@ -152,14 +153,17 @@ def read_upload(uploaded, loaded: state.LoadedModel) -> Circuit | None:
     return circuit
 
 
-def pick_circuit(loaded: state.LoadedModel, key: str, label: str,
-                 include_current: bool = True) -> tuple[Circuit | None, str | None]:
+def pick_circuit(loaded: state.LoadedModel, key: str, label: str, include_current: bool = True,
+                 optional: bool = False) -> tuple[Circuit | None, str | None]:
     """A circuit chosen from the current one, the sample files or an upload: (circuit, its file or None).
+    An optional pick starts at "none", so nothing is chosen until the user chooses.
 
     An upload is parsed once per file (the same object comes back on later reruns).
     """
     options = circuit_options(include_current)
-    choice = st.selectbox(label, list(options), key=f"{key}-choice")
+    choice = st.selectbox(label, [NO_CIRCUIT, *options] if optional else list(options), key=f"{key}-choice")
+    if choice == NO_CIRCUIT:
+        return None, None
     if options[choice] is None:
         uploaded = st.file_uploader("Circuit JSON", type=["json"], key=f"{key}-upload",
                                     max_upload_size=access.MAX_CIRCUIT_BYTES // 2**20)

@@ -184,14 +184,19 @@ def test_outcomes_are_cached_by_what_produced_them(planted, tmp_path):
     first = _planted_builder(planted, cache).outcome([], [PLANTED], "mean")
     again = ResultCache(tmp_path)
     second = _planted_builder(planted, again).outcome([], [PLANTED], "mean")
-    assert (again.hits, again.misses) == (1, 0) and second == first
+    assert (again.reused, again.computed) == (1, 0) and second == first
     _planted_builder(planted, again).outcome([], [PLANTED], "resample")
-    assert again.misses == 1  # another ablation type is another result
+    assert again.computed == 1  # another ablation type is another result
     for path in tmp_path.iterdir():  # damaged entries are recomputed, not trusted
         path.write_text("{not json")
     broken = ResultCache(tmp_path)
     assert _planted_builder(planted, broken).outcome([], [PLANTED], "mean") == first
-    assert broken.misses == 1
+    assert broken.computed == 1
+    memory = ResultCache(None)  # --no-cache: results live for this run only, but they do live
+    builder = _planted_builder(planted, memory)
+    builder.prefetch([([], [PLANTED])], "removal")
+    assert memory.computed == 1
+    assert builder.outcome([], [PLANTED]).asr.k == 0 and memory.computed == 1  # the prefetched result, not a rerun
 
 
 # ---- sets and sizes ---------------------------------------------------------------------------------------------
@@ -386,6 +391,7 @@ def test_report_page_builds_the_card_and_the_circuit_page_offers_it(tmp_path, mo
                                "command": "safeseek discover --scenario backdoor --train-limit 2 --steps 2"}
     path = circuit.save(tmp_path / "tiny-backdoor.json")
     at = run_page({"model": str(checkpoint), "circuit": str(path), "page": "report"})
+    assert at.selectbox(key="report-against-choice").value == "none"  # no overlap unless the user asks for one
     at.number_input(key="report-per-family").set_value(2)
     at.number_input(key="report-seeds").set_value(2)
     at.number_input(key="report-random").set_value(1)

@@ -111,7 +111,7 @@ def run(args: Args) -> int:
         for bar in bars.values():
             bar.close()
     print(card.text())
-    print(f"\ncache: {cache.hits} results reused, {cache.misses} computed"
+    print(f"\ncache: {cache.reused} results reused, {cache.computed} computed"
           + (f" ({cache.folder})" if cache.folder else ""))
     try:
         write_card(card, args.out, args.json)

@@ -301,21 +301,21 @@ def default_cache_dir() -> Path:
 
 
 class ResultCache:
-    """JSON results keyed by a hash of what produced them (model fingerprint, prompt hashes, settings)."""
+    """JSON results keyed by a hash of what produced them (model fingerprint, prompt hashes, settings), kept in
+    memory for this run and, with a folder, on disk for later ones. `reused` counts results read from the folder,
+    `computed` results stored by this run."""
 
     def __init__(self, folder: str | Path | None):
         self.folder = Path(folder) if folder is not None else None
-        self.hits = self.misses = 0
+        self.reused = self.computed = 0
+        self._memory: dict[str, object] = {}
 
-    def _path(self, key: dict) -> Path | None:
-        if self.folder is None:
-            return None
+    def _name(self, key: dict) -> str:
         text = json.dumps({"version": CACHE_VERSION, **key}, sort_keys=True, default=str)
-        return self.folder / f"{key['kind']}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+        return f"{key['kind']}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
-    def peek(self, key: dict):
-        """The stored value or None, not counted as a hit or a miss."""
-        path = self._path(key)
+    def _read_disk(self, name: str):
+        path = self.folder / f"{name}.json" if self.folder is not None else None
         if path is not None and path.is_file():
             try:
                 return json.loads(path.read_text(encoding="utf-8"))["value"]
@@ -323,18 +323,30 @@ class ResultCache:
                 pass  # a damaged entry is recomputed and overwritten
         return None
 
+    def peek(self, key: dict):
+        """The stored value or None, without counting it."""
+        name = self._name(key)
+        return self._memory[name] if name in self._memory else self._read_disk(name)
+
     def get(self, key: dict):
-        value = self.peek(key)
-        if value is None:
-            self.misses += 1
-        else:
-            self.hits += 1
+        """The stored value or None; a value read from the folder counts as reused."""
+        name = self._name(key)
+        if name in self._memory:
+            return self._memory[name]
+        value = self._read_disk(name)
+        if value is not None:
+            self.reused += 1
+            self._memory[name] = value
         return value
 
     def put(self, key: dict, value) -> None:
-        path = self._path(key)
-        if path is not None:
-            write_text_atomic(path, json.dumps({"key": key, "value": value}, sort_keys=True, default=str) + "\n")
+        """Store a result this run computed."""
+        name = self._name(key)
+        self.computed += 1
+        self._memory[name] = value
+        if self.folder is not None:
+            write_text_atomic(self.folder / f"{name}.json",
+                              json.dumps({"key": key, "value": value}, sort_keys=True, default=str) + "\n")
 
 
 # ---- the organism's ground truth --------------------------------------------------------------------------------
@@ -441,7 +453,6 @@ class CardBuilder:
         self._full_report: EvalReport | None = None  # see _full()
         self._scenarios: dict[int, object] = {}
         self._scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._ahead: dict[str, dict] = {}  # discoveries run by discover_ahead, by their cache key
         self._base_key = {"model": fingerprint.get("weights_sha256"), "shape": [circuit.n_layers, circuit.n_heads,
                                                                               circuit.d_mlp]}
 
@@ -543,7 +554,7 @@ class CardBuilder:
     def discovered(self, config: DiscoveryConfig, label: str) -> tuple[list, list]:
         """(heads, neurons) that `safeseek discover` finds with this config (seed = its data sampling seed too)."""
         key = self._discover_key(config)
-        cached = self._ahead.get(json.dumps(key, sort_keys=True, default=str)) or self.cache.get(key)
+        cached = self.cache.get(key)
         if cached is None:
             part = f"  discovery ({label})"
             found = discover(self.model, self.scenario(config.seed), config,
@@ -559,7 +570,7 @@ class CardBuilder:
     def discover_ahead(self, planned: list[tuple[DiscoveryConfig, str]]) -> None:
         """Run the uncached ones of the planned (config, label) discoveries side by side in worker processes when
         that is faster (a small model on a multi-core CPU, see core.scoring.processes) and a model loader was
-        given; discovered() then finds them here."""
+        given; discovered() then finds them in the cache."""
         todo = [(c, label) for c, label in planned if self.cache.peek(self._discover_key(c)) is None]
         workers = self.config.workers or worker_count(len(todo), torch.device(self.model.cfg.device).type,
                                                       parameter_count(self.model))
@@ -570,10 +581,7 @@ class CardBuilder:
                                       progress=lambda i, step, total: self.say(f"  discovery ({todo[i][1]})", step,
                                                                                total))
         for (config, _), circuit in zip(todo, found, strict=True):
-            key = self._discover_key(config)
-            self.cache.misses += 1
-            self._ahead[json.dumps(key, sort_keys=True, default=str)] = self._put_discovery(key, circuit.heads,
-                                                                                            circuit.neurons)
+            self._put_discovery(self._discover_key(config), circuit.heads, circuit.neurons)
 
     def planned_discoveries(self) -> tuple[dict[int, DiscoveryConfig], dict[float, tuple[DiscoveryConfig, str]]]:
         """The discoveries the card needs: the stability runs' (other seeds) and the cost curve's (one per budget,
@@ -687,7 +695,7 @@ class CardBuilder:
                 "settings": {**asdict(self.config), "train_limit": self.train_limit,
                              "steps": self.discovery.steps, "max_new_tokens": self.max_new_tokens,
                              "evaluation_prompts": len(self.eval_set), "reference_prompts": len(self.reference)},
-                "cache": {"hits": self.cache.hits, "misses": self.cache.misses}}
+                "cache": {"reused": self.cache.reused, "computed": self.cache.computed}}
         components = sorted(component_set(c.heads, c.neurons), key=Component.parse)
         return ReportCard(c.name, c.scenario, self.label, components, c.summary(), meta, full, necessity, sufficiency,
                           stability, curve, location(c, others))

@@ -36,7 +36,7 @@ def render() -> None:
             steps=int(columns[3].number_input("Discovery steps", 1, 5000,
                                               int(circuit.hyperparameters.get("steps", 300)), key="report-steps")))
     against, _ = ui.pick_circuit(loaded, key="report-against", label="Overlap with (optional)",
-                                 include_current=False)
+                                 include_current=False, optional=True)
     card_section(loaded, circuit, config, against, key="report")
 
 
