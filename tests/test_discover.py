@@ -163,6 +163,22 @@ def test_keeping_the_full_models_retain_side_changes_nothing_but_the_time(tiny_m
     assert torch.allclose(torch.tensor(kept.head_scores), torch.tensor(rerun.head_scores), atol=1e-4)
 
 
+def test_a_sweep_sharing_its_retain_targets_finds_what_separate_runs_find(tiny_models):
+    from dataclasses import replace
+
+    from core.scoring.learned import retain_targets
+
+    model = tiny_models["llama"]
+    scenario = _tiny_scenario(model)
+    cfg = DiscoveryConfig(steps=6, batch_size=2, head_budget=0.25, neuron_budget=0.05, seed=2)
+    shared = retain_targets(model, scenario, cfg)
+    for budget in (0.25, 0.125):
+        alone = discover(model, scenario, replace(cfg, head_budget=budget))
+        swept = discover(model, scenario, replace(cfg, head_budget=budget), retain=shared)
+        assert (alone.heads, alone.neurons) == (swept.heads, swept.neurons)
+        assert (alone.head_scores, alone.neuron_scores) == (swept.head_scores, swept.neuron_scores)
+
+
 def test_discovery_is_deterministic_and_validates_input(tiny_models):
     model = tiny_models["llama"]
     cfg = DiscoveryConfig(steps=5, batch_size=2, head_budget=0.25, neuron_budget=0.05, seed=3)

@@ -61,6 +61,35 @@ class DiscoveryConfig:
 
 
 @dataclass
+class RetainTargets:
+    """What discovery's retain term compares with: the retain prompts' ids, the full model's greedy answers and,
+    when it fits (teacher_bytes), the full model's log-probabilities over them. The same for every discovery on one
+    scenario with the same answer_tokens and batch_size, so a sweep can compute them once (retain_targets)."""
+
+    heads: list[list[int]]
+    answers: list[list[int]]
+    teacher: list[torch.Tensor] | None
+
+
+def retain_targets(model, scenario: Scenario, cfg: DiscoveryConfig) -> RetainTargets:
+    """The full model's side of the retain term for `scenario` (a generation pass, then one forward)."""
+    heads = encode_prompts(model.tokenizer, scenario.retain_prompts)
+    answers = generate_ids(model, scenario.retain_prompts, max_new_tokens=cfg.answer_tokens)
+    # An answer that ended at once still needs one compared position: the eos the model chose.
+    eos = model.tokenizer.eos_token_id
+    answers = [a + [eos] if len(a) < cfg.answer_tokens and eos is not None else a for a in answers]
+    # The retain term's full-model side never changes: compute it once when it fits (a third of each step's work).
+    teacher = (full_answer_log_probs(model, heads, answers, model.tokenizer.pad_token_id, cfg.batch_size)
+               if teacher_bytes(model, len(answers), cfg.answer_tokens) else None)
+    return RetainTargets(heads, answers, teacher)
+
+
+def retain_key(cfg: DiscoveryConfig) -> tuple[int, int]:
+    """What of a config retain_targets depends on, besides the model and the scenario."""
+    return cfg.answer_tokens, cfg.batch_size
+
+
+@dataclass
 class StepLog:
     step: int
     loss: float
@@ -78,8 +107,9 @@ Progress = Callable[[StepLog], None]
 
 
 def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, progress: Progress | None = None,
-             model_path: str | None = None) -> Circuit:
-    """Learn removal masks for `scenario` and read them out as a binary Circuit (metrics filled by `verify`)."""
+             model_path: str | None = None, retain: RetainTargets | None = None) -> Circuit:
+    """Learn removal masks for `scenario` and read them out as a binary Circuit (metrics filled by `verify`).
+    `retain`: retain_targets(model, scenario, config) computed before, for runs that share them."""
     cfg = config or DiscoveryConfig()
     if cfg.head_budget is None and cfg.neuron_budget is None:
         raise DiscoveryError("give a head budget, a neuron budget or both (e.g. --head-budget 0.05)")
@@ -105,14 +135,8 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
     duals = {k: 0.0 for k, b in budgets.items() if b is not None}
 
     behaviour_heads = encode_prompts(tokenizer, scenario.behaviour_prompts)
-    retain_heads = encode_prompts(tokenizer, scenario.retain_prompts)
-    retain_answers = generate_ids(model, scenario.retain_prompts, max_new_tokens=cfg.answer_tokens)
-    # An answer that ended at once still needs one compared position: the eos the model chose.
-    eos = tokenizer.eos_token_id
-    retain_answers = [a + [eos] if len(a) < cfg.answer_tokens and eos is not None else a for a in retain_answers]
-    # The retain term's full-model side never changes: compute it once when it fits (a third of each step's work).
-    teacher = (full_answer_log_probs(model, retain_heads, retain_answers, pad_id, cfg.batch_size)
-               if teacher_bytes(model, len(retain_answers), cfg.answer_tokens) else None)
+    retain = retain or retain_targets(model, scenario, cfg)
+    retain_heads, retain_answers, teacher = retain.heads, retain.answers, retain.teacher
 
     def batches(n: int):
         order: list[int] = []

@@ -19,7 +19,7 @@ import torch
 
 from core.circuit.circuit import Circuit
 from core.data.prompts import PromptSet
-from core.scoring.learned import DiscoveryConfig, discover
+from core.scoring.learned import DiscoveryConfig, discover, retain_key, retain_targets
 from core.scoring.scenario import scenario_from_prompts
 
 ModelLoader = Callable[[], object]  # picklable, loads the model: e.g. functools.partial(load_model, path, ...)
@@ -67,18 +67,22 @@ def _start_worker(loader: ModelLoader, threads: int, steps: multiprocessing.Queu
 
 def _run(index: int, job: DiscoveryJob) -> Circuit:
     model, steps = _state["model"], _state["steps"]
-    # Jobs with one data seed (a sweep over budgets) share their scenario: its answers cost a generation pass.
+    # Jobs with one data seed (a sweep over budgets) share their scenario and its retain targets: each costs a
+    # generation pass.
     which = (job.prompts.sha256(), job.scenario, job.train_limit, job.config.seed)
-    scenarios = _state.setdefault("scenarios", {})
+    scenarios, targets = _state.setdefault("scenarios", {}), _state.setdefault("retain", {})
     if which not in scenarios:
         scenarios[which] = scenario_from_prompts(model, job.prompts, job.scenario, job.train_limit, job.config.seed)
     scenario = scenarios[which]
+    retain = (*which, *retain_key(job.config))
+    if retain not in targets:
+        targets[retain] = retain_targets(model, scenario, job.config)
 
     def report(log) -> None:
         if log.step % 10 == 0 or log.step == job.config.steps:  # a queue message per step would cost more than it says
             steps.put((index, log.step, job.config.steps))
 
-    return discover(model, scenario, job.config, progress=report)
+    return discover(model, scenario, job.config, progress=report, retain=targets[retain])
 
 
 def discover_in_processes(loader: ModelLoader, jobs: list[DiscoveryJob], workers: int,
