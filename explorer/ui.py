@@ -60,7 +60,7 @@ def status_line() -> str:
     circuit = st.session_state.get("circuit_obj")
     parts = [f"model **{md(demo.model)}**",
              f"circuit **{md(circuit.name)}**" if circuit is not None else
-             f"circuit {md(Path(demo.circuit).name)} (not loaded yet)" if demo.circuit else "no circuit",
+             f"circuit {md(demo.circuit)}" if demo.circuit else "no circuit",
              f"switched off: `{demo.selection.text()}`" if demo.selection.size else "nothing switched off",
              f"prompts: {md(demo.prompt_set)}"]
     if not access.is_admin():
