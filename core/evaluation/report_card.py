@@ -452,7 +452,7 @@ class CardBuilder:
         self._means = self._activations = None
         self._full_report: EvalReport | None = None  # see _full()
         self._scenarios: dict[int, object] = {}
-        self._retain: dict[tuple, RetainTargets] = {}  # see retain_targets()
+        self._retain: tuple[tuple, RetainTargets] | None = None  # see retain_targets()
         self._scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._base_key = {"model": fingerprint.get("weights_sha256"), "shape": [circuit.n_layers, circuit.n_heads,
                                                                               circuit.d_mlp]}
@@ -549,11 +549,12 @@ class CardBuilder:
         return self._scenarios[seed]
 
     def retain_targets(self, config: DiscoveryConfig) -> RetainTargets:
-        """The full model's retain targets for the config's scenario, computed once per seed (and length)."""
+        """The full model's retain targets for the config's scenario; only the latest are kept (the full model's
+        log-probs may take hundreds of MiB), which is enough: the cost curve's discoveries share one seed."""
         key = (config.seed, *retain_key(config))
-        if key not in self._retain:
-            self._retain[key] = retain_targets(self.model, self.scenario(config.seed), config)
-        return self._retain[key]
+        if self._retain is None or self._retain[0] != key:
+            self._retain = (key, retain_targets(self.model, self.scenario(config.seed), config))
+        return self._retain[1]
 
     def _discover_key(self, config: DiscoveryConfig) -> dict:
         return {"kind": "discover", **self._base_key, "prompts": self.prompts.sha256(), "scenario":

@@ -70,19 +70,20 @@ def _run(index: int, job: DiscoveryJob) -> Circuit:
     # Jobs with one data seed (a sweep over budgets) share their scenario and its retain targets: each costs a
     # generation pass.
     which = (job.prompts.sha256(), job.scenario, job.train_limit, job.config.seed)
-    scenarios, targets = _state.setdefault("scenarios", {}), _state.setdefault("retain", {})
+    scenarios = _state.setdefault("scenarios", {})
     if which not in scenarios:
         scenarios[which] = scenario_from_prompts(model, job.prompts, job.scenario, job.train_limit, job.config.seed)
     scenario = scenarios[which]
-    retain = (*which, *retain_key(job.config))
-    if retain not in targets:
-        targets[retain] = retain_targets(model, scenario, job.config)
+    # Only the latest retain targets are kept: the full model's log-probs may take hundreds of MiB.
+    retain_id = (*which, *retain_key(job.config))
+    if _state.get("retain", (None,))[0] != retain_id:
+        _state["retain"] = (retain_id, retain_targets(model, scenario, job.config))
 
     def report(log) -> None:
         if log.step % 10 == 0 or log.step == job.config.steps:  # a queue message per step would cost more than it says
             steps.put((index, log.step, job.config.steps))
 
-    return discover(model, scenario, job.config, progress=report, retain=targets[retain])
+    return discover(model, scenario, job.config, progress=report, retain=_state["retain"][1])
 
 
 def discover_in_processes(loader: ModelLoader, jobs: list[DiscoveryJob], workers: int,
