@@ -304,9 +304,13 @@ def estimate_generation(model, command: str, prompts: list[str], batch: int, max
     parts = {"weights and runtime": torch.cuda.memory_allocated(cuda) if cuda is not None else resident_bytes(),
              "kv cache": 2 * int(cfg.n_layers) * rows * width * kv_heads * int(cfg.d_head) * element,
              "prefill": forward_bytes(rows, longest, logit_rows)}
-    per_check = masks_per_check(model, rows, runs - 1, max_new_tokens) if runs > 1 else None
+    per_check = (masks_per_check(model, rows, runs - 1, max_new_tokens, prompt_tokens=longest) if runs > 1
+                 else None)
     if per_check is not None:
-        parts["draft check"] = max(0, forward_bytes(rows * per_check, width, max_new_tokens + 1) - parts["prefill"])
+        # The check's forward, and the KV cache it keeps for the rows that go on decoding.
+        check_rows = rows * per_check
+        parts["draft check"] = max(0, forward_bytes(check_rows, width, max_new_tokens + 1)
+                                   + parts["kv cache"] * check_rows // rows - parts["prefill"])
     probe = [prompts[i] for i in sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))[:rows]]
     started = time.perf_counter()
     drafts = generate_ids(model, probe, max_new_tokens=max_new_tokens, batch_size=rows)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from core.model.hooks import Hooks, RowMasks, has_per_row_hooks, hooked, model_lock
 
@@ -90,62 +93,87 @@ def _greedy_batch(
     rows: RowMasks | None = None,
     drop_finished: bool = True,
 ) -> list[list[int]]:
-    """Greedy-decode one left-padded batch with a KV cache; new tokens per row, cut before the stop token.
+    """Greedy-decode one left-padded batch with a KV cache; new tokens per row, cut before the stop token."""
+    input_ids, attention_mask, position_ids = left_padded(model, prompt_ids)
+    cache = DynamicCache(config=model.original_model.config)
+    logits = model(input_ids, attention_mask=attention_mask, position_ids=position_ids, return_type="logits",
+                   **_cache_options(model, cache, keep_logits=1))
+    generated: list[list[int]] = [[] for _ in prompt_ids]
+    state = _Decoding(cache, attention_mask, position_ids[:, -1:] + 1, logits[:, -1, :].argmax(dim=-1),
+                      list(range(len(prompt_ids))))
+    _decode(model, state, generated, [max_new_tokens] * len(prompt_ids), stop_ids, stop_when, rows, drop_finished,
+            record_first=True)
+    return generated
+
+
+def _cache_options(model: TransformerBridge, cache: DynamicCache, keep_logits: int | None = None) -> dict:
+    """Forward keywords for a cached forward (the cache under the name this transformers version reads), keeping
+    only the last `keep_logits` positions' logits where the model can (skips unembedding the rest)."""
+    cache_kwarg, can_keep_last_logits = _forward_options(type(model.original_model))
+    options = {cache_kwarg: cache, "use_cache": True}
+    if keep_logits is not None and can_keep_last_logits:
+        options["logits_to_keep"] = keep_logits
+    return options
+
+
+@dataclass
+class _Decoding:
+    """Rows in the middle of greedy decoding: the KV cache of what they have read, and the token each reads next."""
+
+    cache: DynamicCache
+    attention_mask: torch.Tensor  # [rows, cached positions]: 1 where a cached position belongs to the row's text
+    position_ids: torch.Tensor  # [rows, 1]: the position of each row's next token
+    next_tokens: torch.Tensor  # [rows]
+    live: list[int]  # the index into `generated` of each row
+
+
+def _decode(model: TransformerBridge, state: _Decoding, generated: list[list[int]], limits: list[int],
+            stop_ids: set[int], stop_when: StopWhen | None, rows: RowMasks | None, drop_finished: bool,
+            record_first: bool = False) -> None:
+    """Decode `state`'s rows greedily until each has met a stop token, `stop_when` or its limit of new tokens,
+    appending to `generated`. Its next tokens are already in `generated` unless `record_first` (a fresh prefill's
+    first choices, which may be stop tokens).
 
     A row that has finished leaves the batch (its cache rows too, and its mask when `rows` holds per-row masks),
     so short answers such as refusals stop costing compute while the long ones go on. Hooks that index batch rows
     otherwise (core.model.hooks.per_row_hook) need drop_finished=False: every row then decodes to the end of the batch.
     """
-    hf_model = model.original_model
-    cache_kwarg, can_keep_last_logits = _forward_options(type(hf_model))
-    input_ids, attention_mask, position_ids = left_padded(model, prompt_ids)
-    cache = DynamicCache(config=hf_model.config)
-    forward_kwargs = {cache_kwarg: cache, "use_cache": True}
-    if can_keep_last_logits:
-        forward_kwargs["logits_to_keep"] = 1  # skip the unembedding of every prompt position
-
-    generated: list[list[int]] = [[] for _ in prompt_ids]
-    finished = [False] * len(prompt_ids)
-    live = list(range(len(prompt_ids)))  # the prompt index of each row still in the batch
-    logits = model(
-        input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        return_type="logits",
-        **forward_kwargs,
-    )
-    for step in range(max_new_tokens):
-        next_tokens = logits[:, -1, :].argmax(dim=-1)
-        for index, token in zip(live, next_tokens.tolist(), strict=True):
-            if finished[index]:
-                continue
-            if token in stop_ids:
-                finished[index] = True
-                continue
-            generated[index].append(token)
-            if stop_when is not None and stop_when(generated[index]):
-                finished[index] = True
-        if all(finished[index] for index in live) or step == max_new_tokens - 1:
-            break
+    options = _cache_options(model, state.cache)
+    attention_mask, position_ids, next_tokens, live = (state.attention_mask, state.position_ids, state.next_tokens,
+                                                       state.live)
+    finished = {index: len(generated[index]) >= limits[index] for index in live}
+    if record_first:
+        _record(next_tokens, live, generated, finished, limits, stop_ids, stop_when)
+    while not all(finished[index] for index in live):
         # Without drop_finished, finished rows decode on (their tokens are ignored) so batch rows stay aligned.
         keep = [row for row, index in enumerate(live) if not finished[index]]
         if drop_finished and len(keep) < len(live):
             kept = torch.tensor(keep, device=next_tokens.device)
             next_tokens, attention_mask, position_ids = next_tokens[kept], attention_mask[kept], position_ids[kept]
-            cache.batch_select_indices(kept)
+            state.cache.batch_select_indices(kept)
             if rows is not None:
                 rows.select(kept)
             live = [live[row] for row in keep]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(live), 1))], dim=-1)
-        position_ids = position_ids[:, -1:] + 1
-        logits = model(
-            next_tokens[:, None],
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            return_type="logits",
-            **forward_kwargs,
-        )
-    return generated
+        logits = model(next_tokens[:, None], attention_mask=attention_mask, position_ids=position_ids,
+                       return_type="logits", **options)
+        position_ids = position_ids + 1
+        next_tokens = logits[:, -1, :].argmax(dim=-1)
+        _record(next_tokens, live, generated, finished, limits, stop_ids, stop_when)
+
+
+def _record(tokens: torch.Tensor, live: list[int], generated: list[list[int]], finished: dict[int, bool],
+            limits: list[int], stop_ids: set[int], stop_when: StopWhen | None) -> None:
+    """Append each unfinished row's greedy token to its answer; a stop token, stop_when or the limit finishes it."""
+    for index, token in zip(live, tokens.tolist(), strict=True):
+        if finished[index]:
+            continue
+        if token in stop_ids:
+            finished[index] = True
+            continue
+        generated[index].append(token)
+        if len(generated[index]) >= limits[index] or (stop_when is not None and stop_when(generated[index])):
+            finished[index] = True
 
 
 def left_padded(model: TransformerBridge, rows: list[list[int]]) -> tuple[torch.Tensor, ...]:
@@ -169,22 +197,24 @@ def _check_drafts(
     drafts: list[list[int]],
     max_new_tokens: int,
     stop_ids: set[int],
-) -> tuple[list[list[int]], list[bool]]:
+) -> tuple[list[list[int]], list[bool], _Decoding | None]:
     """Greedy answers of a batch whose answers are expected to be `drafts`, from one forward over prompt + draft.
 
     The logits at the draft's positions give the greedy token at every step at once; a row's answer is its draft
     up to the first step where the greedy token differs, plus that token (as speculative decoding checks a draft).
-    Returns each row's answer so far and whether it is complete (a stop token, or max_new_tokens reached); an
-    incomplete one continues from its last token. An ablation that changes a few answers thus costs one parallel
-    forward instead of a step-by-step decode for every answer.
+    Returns each row's answer so far, whether it is complete (a stop token, or max_new_tokens reached), and the
+    incomplete rows ready to decode on: the forward's KV cache of their prompt and the part of the draft they kept
+    (the draft positions after it are masked out), their last token to read next. That state is None where the
+    cache cannot be reused so (sliding-window or other non-plain cache layers); an incomplete answer then continues
+    from a new prefill of prompt + answer. An ablation that changes a few answers thus costs one parallel forward
+    instead of a step-by-step decode for every answer.
     """
-    _, can_keep_last_logits = _forward_options(type(model.original_model))
     sequences = [prompt + draft for prompt, draft in zip(prompt_ids, drafts, strict=True)]
     input_ids, attention_mask, position_ids = left_padded(model, sequences)
     keep = max(len(draft) for draft in drafts) + 1  # the rows end together (left padding): keep the last positions
-    options = {"logits_to_keep": keep} if can_keep_last_logits else {}
+    cache = DynamicCache(config=model.original_model.config)
     logits = model(input_ids, attention_mask=attention_mask, position_ids=position_ids, return_type="logits",
-                   use_cache=False, **options)
+                   **_cache_options(model, cache, keep_logits=keep))
     greedy = logits[:, -keep:, :].argmax(dim=-1).tolist()
     answers, complete = [], []
     for row, draft in enumerate(drafts):
@@ -201,7 +231,41 @@ def _check_drafts(
                 break  # past the draft, or it went another way: later draft tokens say nothing
         answers.append(answer)
         complete.append(done)
-    return answers, complete
+    incomplete = [row for row, done in enumerate(complete) if not done]
+    if not incomplete or not all(type(layer) is DynamicLayer for layer in cache.layers):
+        return answers, complete, None
+    width = input_ids.shape[1]
+    rows = torch.tensor(incomplete, device=input_ids.device)
+    cache.batch_select_indices(rows)
+    attention_mask = attention_mask[rows].clone()
+    next_positions = []
+    for row_in_state, row in enumerate(incomplete):
+        # The row's text fills the last len(sequence) columns; it keeps prompt + the draft tokens it agreed with.
+        read = len(prompt_ids[row]) + len(answers[row]) - 1
+        attention_mask[row_in_state, width - len(sequences[row]) + read :] = 0
+        next_positions.append(read)
+    position_ids = torch.tensor(next_positions, device=input_ids.device)[:, None]
+    next_tokens = torch.tensor([answers[row][-1] for row in incomplete], device=input_ids.device)
+    return answers, complete, _Decoding(cache, attention_mask, position_ids, next_tokens, incomplete)
+
+
+def _merged(model: TransformerBridge, states: list[_Decoding]) -> _Decoding:
+    """One decoding state of several (rows concatenated; shorter caches left-padded with masked-out positions)."""
+    if len(states) == 1:
+        return states[0]
+    width = max(state.attention_mask.shape[1] for state in states)
+    cache = DynamicCache(config=model.original_model.config)
+    pads = [width - state.attention_mask.shape[1] for state in states]
+    for layer in range(len(states[0].cache.layers)):
+        # keys and values are [rows, kv heads, positions, d_head]: pad positions on the left
+        keys, values = (torch.cat([F.pad(getattr(state.cache.layers[layer], part), (0, 0, pad, 0))
+                                   for state, pad in zip(states, pads, strict=True)]) for part in ("keys", "values"))
+        cache.update(keys, values, layer)
+    return _Decoding(cache, torch.cat([F.pad(state.attention_mask, (pad, 0)) for state, pad in zip(states, pads,
+                                                                                                 strict=True)]),
+                     torch.cat([state.position_ids for state in states]),
+                     torch.cat([state.next_tokens for state in states]),
+                     [index for state in states for index in state.live])
 
 
 def _plan(model: TransformerBridge, prompts: Sequence[str], max_new_tokens: int, batch_size: int, chat: bool,
@@ -301,10 +365,12 @@ def generate_ids_per_mask(
     stop_ids = _stop_token_ids(model)
     results: list[list[list[int]]] = [[[] for _ in prompts] for _ in range(n_masks)]
     unfinished: list[tuple[int, int]] = []  # (mask, prompt) rows that left their draft before the end
+    states: list[_Decoding] = []  # their KV caches from the draft checks, where those can be reused
     with model_lock(model), torch.inference_mode():
         for batches_done, batch in enumerate(batches, start=1):
             per_check = None if drafts is None else masks_per_check(
-                model, len(batch), n_masks, max(min(len(drafts[i]), max_new_tokens) for i in batch), max_rows)
+                model, len(batch), n_masks, max(min(len(drafts[i]), max_new_tokens) for i in batch), max_rows,
+                prompt_tokens=max(len(encoded[i]) for i in batch))
             check = per_check is not None
             per_forward = per_check if check else max(1, max_rows // len(batch))
             for first in range(0, n_masks, per_forward):
@@ -313,9 +379,12 @@ def generate_ids_per_mask(
                 masks = _row_masks(head_keeps, neuron_keeps, rows)
                 with hooked(model, masks.hooks()):
                     if check:
-                        outputs, complete = _check_drafts(model, prompt_ids,
-                                                          [list(drafts[i])[:max_new_tokens] for _, i in rows],
-                                                          max_new_tokens, stop_ids)
+                        outputs, complete, state = _check_drafts(model, prompt_ids,
+                                                                 [list(drafts[i])[:max_new_tokens] for _, i in rows],
+                                                                 max_new_tokens, stop_ids)
+                        if state is not None:  # its rows now count from the first unfinished one of this call
+                            state.live = [len(unfinished) + n for n in range(len(state.live))]
+                            states.append(state)
                         unfinished += [row for row, done in zip(rows, complete, strict=True) if not done]
                     else:
                         outputs = _greedy_batch(model, prompt_ids, max_new_tokens, stop_ids, None, masks)
@@ -323,6 +392,10 @@ def generate_ids_per_mask(
                     results[m][i] = ids
             if progress is not None:
                 progress(batches_done, len(batches))
+        if states:
+            _decode_unfinished(model, states, unfinished, results, head_keeps, neuron_keeps, max_new_tokens,
+                               stop_ids, max_rows)
+            return results
         # Rows that left their drafts go on step by step from there, all batches' rows together (fewer steps to
         # pay for): the prompt plus the answer so far is a new prompt, with what remains of max_new_tokens.
         unfinished.sort(key=lambda row: len(encoded[row[1]]) + len(results[row[0]][row[1]]))
@@ -337,23 +410,49 @@ def generate_ids_per_mask(
     return results
 
 
+def _decode_unfinished(model: TransformerBridge, states: list[_Decoding], unfinished: list[tuple[int, int]],
+                       results: list[list[list[int]]], head_keeps: torch.Tensor, neuron_keeps: torch.Tensor,
+                       max_new_tokens: int, stop_ids: set[int], max_rows: int) -> None:
+    """Decode the rows that left their drafts on from the draft checks' caches, all checks' rows together (fewer
+    steps to pay for), at most max_rows a batch; answers grow in place in `results`."""
+    generated = [results[m][i] for m, i in unfinished]  # the same lists: decoding appends to results
+    limits = [max_new_tokens] * len(unfinished)
+    group: list[_Decoding] = []
+    for position, state in enumerate(states):
+        group.append(state)
+        if position + 1 < len(states) and sum(len(s.live) for s in group) + len(states[position + 1].live) <= max_rows:
+            continue
+        merged = _merged(model, group)
+        masks = _row_masks(head_keeps, neuron_keeps, [unfinished[index] for index in merged.live])
+        with hooked(model, masks.hooks()):
+            _decode(model, merged, generated, limits, stop_ids, None, masks, drop_finished=True)
+        group = []
+
+
 # On a CPU, a decode step of a wide batch is compute-bound and checking drafts costs more than it saves (measured
 # with bench/ablations.py and bench/toggle.py on the organism: a win at 64 rows a forward, a loss at 256); narrow
 # batches, and accelerators, pay mostly per-step overhead, which a draft check removes.
 DRAFTS_MAX_CPU_ROWS = 128
-# A draft check keeps the logits of every draft position: bound them (fp32) as decoding bounds its rows.
-CHECK_LOGITS_BUDGET = 1 << 26
+# A draft check keeps the logits of every draft position (fp32) and the KV cache of its rows: bound them as decoding
+# bounds its rows.
+CHECK_BYTES_BUDGET = 1 << 28
 
 
 def masks_per_check(model: TransformerBridge, batch_rows: int, n_masks: int, draft_tokens: int,
-                    max_rows: int = 1024) -> int | None:
+                    max_rows: int = 1024, prompt_tokens: int = 0) -> int | None:
     """How many masks one draft-checking forward of a `batch_rows`-prompt batch holds (each mask adds the batch's
-    rows: at most max_rows rows, and the kept logits, draft_tokens + 1 positions a row, within the budget); None
-    where decoding step by step is cheaper than checking drafts."""
+    rows: at most max_rows rows, and their kept logits, draft_tokens + 1 positions a row, and KV cache,
+    prompt_tokens + draft_tokens positions, within the budget); None where decoding step by step is cheaper than
+    checking drafts."""
     decoded_rows = min(n_masks, max(1, max_rows // batch_rows)) * batch_rows
     if torch.device(model.cfg.device).type == "cpu" and decoded_rows > DRAFTS_MAX_CPU_ROWS:
         return None
-    rows = min(max_rows, CHECK_LOGITS_BUDGET // ((draft_tokens + 1) * int(model.cfg.d_vocab)))
+    cfg = model.cfg
+    kv_heads = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
+    element = torch.tensor([], dtype=cfg.dtype).element_size()
+    row_bytes = ((draft_tokens + 1) * int(cfg.d_vocab) * 4
+                 + (prompt_tokens + draft_tokens) * 2 * int(cfg.n_layers) * kv_heads * int(cfg.d_head) * element)
+    rows = min(max_rows, CHECK_BYTES_BUDGET // row_bytes)
     return max(1, min(n_masks, rows // batch_rows))
 
 
