@@ -40,9 +40,11 @@ class DiscoveryJob:
 
 
 def usable_cores() -> int:
-    """Cores this process may use: its CPU affinity, capped by torch's thread setting (OMP_NUM_THREADS=1 means 1)."""
+    """Cores this process may use: its CPU affinity, capped by the user's OMP_NUM_THREADS (1 means 1). Not by
+    torch's current thread count: a server sets that per model (one thread for a tiny one), not per machine."""
     allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(allowed, torch.get_num_threads()))
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return max(1, min(allowed, int(limit))) if limit.isdigit() and int(limit) > 0 else max(1, allowed)
 
 
 def worker_count(n_jobs: int, device: str, parameters: int, cores: int | None = None) -> int:

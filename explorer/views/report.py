@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from core.circuit.circuit import Circuit
@@ -12,7 +14,8 @@ from core.data.files import load_prompt_sets
 from core.data.paths import BUNDLED_PROMPT_FILES
 from core.evaluation.card_html import card_figures, card_html, card_json
 from core.evaluation.report_card import CardBuilder, CardConfig, ReportCard, ResultCache, default_cache_dir
-from explorer import state, ui
+from core.model.load import load_model
+from explorer import access, state, ui
 
 SCENARIOS = ("backdoor", "alignment")
 
@@ -50,10 +53,18 @@ def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig
     config = config or CardConfig()
     wanted = (state.demo().model, circuit.to_json(), repr(config), against.to_json() if against else None)
     cards = st.session_state.setdefault("report_cards", {})
+    # A researcher's own app (admin mode) runs the discoveries side by side in worker processes, as `safeseek
+    # report` does; a shared server runs them here, one after another, so one card never takes every core from
+    # the room's toggles.
+    own = access.is_admin()
+    loader = partial(load_model, loaded.path, device=loaded.device) if own else None
+    where = ("side by side on every core (worker processes, as `safeseek report` runs them)" if own else
+             "one after another, as this is a shared server (`safeseek report` runs them side by side on every "
+             "core)")
     if st.button("Build the report card", type="primary", key=f"{key}-build",
-                 help="Tens of minutes the first time on a CPU: the default card runs 12 discoveries, here one "
-                 "after another (`safeseek report` runs them side by side on every core). Results are cached on "
-                 "disk, so a card built before, here or by `safeseek report`, comes back in seconds."):
+                 help=f"Tens of minutes the first time on a CPU: the default card runs 12 discoveries, {where}. "
+                 "Results are cached on disk, so a card built before, here or by `safeseek report`, comes back in "
+                 "seconds."):
         with ui.guard("building the report card"), st.status("Building the report card...", expanded=True) as status:
             bar = st.progress(0.0, text="starting")
 
@@ -63,7 +74,7 @@ def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig
             builder = CardBuilder(loaded.model, circuit, load_prompt_sets(BUNDLED_PROMPT_FILES), config,
                                   ResultCache(default_cache_dir()), loaded.fingerprint, progress=progress,
                                   checkpoint=loaded.path, against=against,
-                                  command=f"explorer report card of '{circuit.name}'")
+                                  command=f"explorer report card of '{circuit.name}'", model_loader=loader)
             cards[wanted] = builder.build()
             status.update(label="Report card built", state="complete", expanded=False)
     card = cards.get(wanted)
