@@ -225,6 +225,23 @@ def test_discoveries_in_worker_processes_match_the_same_runs_in_process(tiny_che
     assert worker_count(1, "cpu", 10**6, cores=8) == 1 and worker_count(4, "cpu", 10**9, cores=8) == 1
 
 
+
+def test_usable_cores_follow_the_users_thread_limit_not_a_servers_setting(monkeypatch):
+    import os
+
+    from core.scoring.processes import usable_cores
+
+    allowed = len(os.sched_getaffinity(0))
+    threads = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        torch.set_num_threads(1)  # what the app sets to serve a tiny model: not a limit on the card's workers
+        assert usable_cores() == allowed
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's limit is
+    assert usable_cores() == 1
+
 def test_pairwise_jaccard_and_core():
     runs = [{"L0N1", "L0N2", "L2H3"}, {"L0N1", "L2H3"}, {"L0N1", "L1N5", "L2H3"}, set()]
     matrix = pairwise_jaccard(runs)
