@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
@@ -280,11 +281,16 @@ def model_path(spec: str) -> str:
                              "Model page")
 
 
+def model_loader(loaded: LoadedModel) -> partial:
+    """A picklable callable that loads `loaded`'s model again as the app loaded it (for worker processes)."""
+    return partial(load_model, loaded.path, device=loaded.device)
+
+
 def _load(spec: str, device: str) -> LoadedModel:
     path = model_path(spec)
 
     def load() -> LoadedModel:
-        model = load_model(path, device=device)
+        model = load_model(path, device=device)  # as model_loader loads it again
         parameters = parameter_count(model)
         size = sum(p.numel() * p.element_size() for p in model.original_model.parameters())
         torch.set_num_threads(inference_threads(model, DEFAULT_THREADS))

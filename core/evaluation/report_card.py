@@ -26,7 +26,7 @@ from core.evaluation.metrics import RATE_LABELS, Rate, scenario_rates
 from core.evaluation.report import EvalReport, evaluate, evaluate_removed, judging_length
 from core.model.generate import encode_prompts
 from core.model.load import parameter_count
-from core.scoring.learned import DiscoveryConfig, RetainTargets, discover, retain_key, retain_targets
+from core.scoring.learned import DiscoveryConfig, LatestRetainTargets, discover
 from core.scoring.processes import DiscoveryJob, ModelLoader, discover_in_processes, worker_count
 from core.scoring.random import random_components
 from core.scoring.scenario import scenario_from_prompts
@@ -452,7 +452,7 @@ class CardBuilder:
         self._means = self._activations = None
         self._full_report: EvalReport | None = None  # see _full()
         self._scenarios: dict[int, object] = {}
-        self._retain: tuple[tuple, RetainTargets] | None = None  # see retain_targets()
+        self._retain = LatestRetainTargets()  # the cost curve's discoveries share one seed's
         self._scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._base_key = {"model": fingerprint.get("weights_sha256"), "shape": [circuit.n_layers, circuit.n_heads,
                                                                               circuit.d_mlp]}
@@ -548,14 +548,6 @@ class CardBuilder:
                                                           self.train_limit, seed)
         return self._scenarios[seed]
 
-    def retain_targets(self, config: DiscoveryConfig) -> RetainTargets:
-        """The full model's retain targets for the config's scenario; only the latest are kept (the full model's
-        log-probs may take hundreds of MiB), which is enough: the cost curve's discoveries share one seed."""
-        key = (config.seed, *retain_key(config))
-        if self._retain is None or self._retain[0] != key:
-            self._retain = (key, retain_targets(self.model, self.scenario(config.seed), config))
-        return self._retain[1]
-
     def _discover_key(self, config: DiscoveryConfig) -> dict:
         return {"kind": "discover", **self._base_key, "prompts": self.prompts.sha256(), "scenario":
                 self.circuit.scenario, "train_limit": self.train_limit, "config": asdict(config)}
@@ -568,7 +560,8 @@ class CardBuilder:
             part = f"  discovery ({label})"
             found = discover(self.model, self.scenario(config.seed), config,
                              progress=lambda log: self.say(part, log.step, config.steps),
-                             retain=self.retain_targets(config))
+                             retain=self._retain.get(self.model, self.scenario(config.seed), config,
+                                                     (config.seed,)))
             cached = self._put_discovery(key, found.heads, found.neurons)
         return [tuple(h) for h in cached["heads"]], [tuple(n) for n in cached["neurons"]]
 

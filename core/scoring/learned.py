@@ -84,9 +84,21 @@ def retain_targets(model, scenario: Scenario, cfg: DiscoveryConfig) -> RetainTar
     return RetainTargets(heads, answers, teacher)
 
 
-def retain_key(cfg: DiscoveryConfig) -> tuple[int, int]:
-    """What of a config retain_targets depends on, besides the model and the scenario."""
-    return cfg.answer_tokens, cfg.batch_size
+class LatestRetainTargets:
+    """retain_targets for a run of discoveries: computed again only when the scenario or the config's answer_tokens
+    or batch_size change, and only the latest kept (the full model's log-probs may take hundreds of MiB); enough
+    when runs of one scenario come together, as a sweep over budgets does."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._targets: RetainTargets | None = None
+
+    def get(self, model, scenario: Scenario, cfg: DiscoveryConfig, scenario_key: tuple) -> RetainTargets:
+        """The targets of `scenario` (named by `scenario_key`, e.g. its prompts' hash and seed) under `cfg`."""
+        key = (*scenario_key, cfg.answer_tokens, cfg.batch_size)
+        if self._targets is None or self._key != key:
+            self._key, self._targets = key, retain_targets(model, scenario, cfg)
+        return self._targets
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 
 from core.circuit.circuit import Circuit
 from core.data.prompts import PromptSet
-from core.scoring.learned import DiscoveryConfig, discover, retain_key, retain_targets
+from core.scoring.learned import DiscoveryConfig, LatestRetainTargets, discover
 from core.scoring.scenario import scenario_from_prompts
 
 ModelLoader = Callable[[], object]  # picklable, loads the model: e.g. functools.partial(load_model, path, ...)
@@ -44,7 +44,7 @@ def usable_cores() -> int:
     torch's current thread count: a server sets that per model (one thread for a tiny one), not per machine."""
     allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     limit = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return max(1, min(allowed, int(limit))) if limit.isdigit() and int(limit) > 0 else max(1, allowed)
+    return max(1, min(allowed, int(limit) if limit.isdigit() and int(limit) > 0 else allowed))
 
 
 def worker_count(n_jobs: int, device: str, parameters: int, cores: int | None = None) -> int:
@@ -76,16 +76,13 @@ def _run(index: int, job: DiscoveryJob) -> Circuit:
     if which not in scenarios:
         scenarios[which] = scenario_from_prompts(model, job.prompts, job.scenario, job.train_limit, job.config.seed)
     scenario = scenarios[which]
-    # Only the latest retain targets are kept: the full model's log-probs may take hundreds of MiB.
-    retain_id = (*which, *retain_key(job.config))
-    if _state.get("retain", (None,))[0] != retain_id:
-        _state["retain"] = (retain_id, retain_targets(model, scenario, job.config))
+    retain = _state.setdefault("retain", LatestRetainTargets()).get(model, scenario, job.config, which)
 
     def report(log) -> None:
         if log.step % 10 == 0 or log.step == job.config.steps:  # a queue message per step would cost more than it says
             steps.put((index, log.step, job.config.steps))
 
-    return discover(model, scenario, job.config, progress=report, retain=_state["retain"][1])
+    return discover(model, scenario, job.config, progress=report, retain=retain)
 
 
 def discover_in_processes(loader: ModelLoader, jobs: list[DiscoveryJob], workers: int,

@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import streamlit as st
 
 from core.circuit.circuit import Circuit
@@ -14,7 +12,6 @@ from core.data.files import load_prompt_sets
 from core.data.paths import BUNDLED_PROMPT_FILES
 from core.evaluation.card_html import card_figures, card_html, card_json
 from core.evaluation.report_card import CardBuilder, CardConfig, ReportCard, ResultCache, default_cache_dir
-from core.model.load import load_model
 from explorer import access, state, ui
 
 SCENARIOS = ("backdoor", "alignment")
@@ -57,7 +54,7 @@ def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig
     # report` does; a shared server runs them here, one after another, so one card never takes every core from
     # the room's toggles.
     own = access.is_admin()
-    loader = partial(load_model, loaded.path, device=loaded.device) if own else None
+    loader = state.model_loader(loaded) if own else None
     where = ("side by side on every core (worker processes, as `safeseek report` runs them)" if own else
              "one after another, as this is a shared server (`safeseek report` runs them side by side on every "
              "core)")
