@@ -19,7 +19,7 @@ from core.circuit.history import History, record
 from core.circuit.selection import Selection, SelectionError, parse_components
 from core.circuit.store import CircuitStore
 from core.data import samples
-from core.data.paths import ASSETS_DIR, REPO_ROOT, SAMPLE_CIRCUITS_DIR
+from core.data.paths import ASSETS_DIR, CARD_SUFFIX, COMPARE_SUFFIX, REPO_ROOT, SAMPLE_CIRCUITS_DIR
 from core.evaluation import live
 from core.evaluation.report import EvalReport, evaluate
 from core.model.cache import BudgetLRU
@@ -433,5 +433,5 @@ def valid_selection(loaded: LoadedModel) -> Selection:
 
 
 def sample_circuit_files() -> list[Path]:
-    """The circuit files in sample_circuits/ (their `*.compare.json` baseline tables are not circuits)."""
-    return sorted(p for p in SAMPLE_CIRCUITS_DIR.glob("*.json") if not p.name.endswith(".compare.json"))
+    """The circuit files in sample_circuits/ (their baseline tables and report cards beside them are not circuits)."""
+    return sorted(p for p in SAMPLE_CIRCUITS_DIR.glob("*.json") if not p.name.endswith((COMPARE_SUFFIX, CARD_SUFFIX)))

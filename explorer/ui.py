@@ -60,12 +60,19 @@ def status_line() -> str:
     circuit = st.session_state.get("circuit_obj")
     parts = [f"model **{md(demo.model)}**",
              f"circuit **{md(circuit.name)}**" if circuit is not None else
-             f"circuit {md(demo.circuit)}" if demo.circuit else "no circuit",
+             f"circuit {md(_unloaded_circuit(demo.circuit))}" if demo.circuit else "no circuit",
              f"switched off: `{demo.selection.text()}`" if demo.selection.size else "nothing switched off",
              f"prompts: {md(demo.prompt_set)}"]
     if not access.is_admin():
         parts.append("visitor mode")
     return " · ".join(parts)
+
+
+def _unloaded_circuit(ref: str) -> str:
+    """A circuit the link names but no page has loaded yet, by its file's name (never its folder) or stored id."""
+    if ref.startswith(state.STORED):
+        return f"stored {ref[len(state.STORED):][:12]}"
+    return Path(ref).stem
 
 
 # ---- words a newcomer meets (shown as help on first use, and on the start page) ------------------------------------

@@ -258,6 +258,12 @@ def test_two_threads_toggling_different_components_get_their_own_results(tiny_mo
 
 
 # ---- pages in AppTest --------------------------------------------------------------------------------------------
+def test_status_line_names_a_circuit_no_page_loaded_yet_by_its_file_name(tiny_llama, tiny_circuit_file):
+    at = run_page({"model": str(tiny_llama), "circuit": str(tiny_circuit_file), "page": "model"})
+    line = next(t for t in texts(at, "caption") if t.startswith("model **"))
+    assert "circuit tiny-backdoor ·" in line and str(tiny_circuit_file.parent) not in line
+
+
 def test_model_page_shows_behaviour_card_and_architecture(tiny_llama):
     at = run_page({"model": str(tiny_llama), "page": "model"})
     assert [t.value for t in at.title] == ["Model"]
@@ -517,6 +523,12 @@ def test_tour_steps_set_the_state(tiny_llama):
     assert at.session_state.tour_step == 5
     methods = [trace["x"] for trace in plotly_figures(at)[-1]["data"]][0]
     assert methods[0] == "learned" and "attribution" in methods
+    at.button(key="tour-next-6").click().run()
+    assert at.session_state.tour_step == 6 and not at.exception
+    assert plotly_figures(at)[-1]["layout"]["title"]["text"].startswith("Cost curve")
+    assert {trace["name"] for trace in plotly_figures(at)[-1]["data"]} >= {"learned", "attribution", "random"}
+    assert any("4 other seeds" in text for text in texts(at, "markdown"))
+    assert metric_values(at)["In all 5 circuits"].endswith("components")
 
 
 def test_tour_summary_sentence_names_what_was_switched_off():
@@ -577,8 +589,9 @@ def test_out_of_memory_is_an_error_in_the_page(tiny_llama, monkeypatch, fresh_ca
 def test_circuit_page_lists_sample_circuits_and_switches_between_them(tiny_llama, tmp_path, monkeypatch):
     for name, heads in (("alpha", [(0, 0)]), ("beta", [(0, 0), (1, 1)])):
         make_circuit(*TINY, heads=heads, neurons=[], name=name).save(tmp_path / f"{name}.json")
-    # `safeseek compare --out` writes its table next to the circuit; it is not a circuit and must not be offered.
+    # `safeseek compare --out` and `report --json` write beside the circuit; those are not circuits, never offered.
     (tmp_path / "alpha.compare.json").write_text('{"circuit": "alpha", "rows": []}\n')
+    (tmp_path / "alpha.card.json").write_text('{"card": {}, "figures": {}}\n')
     monkeypatch.setattr(state, "SAMPLE_CIRCUITS_DIR", tmp_path)
     at = run_page({"model": str(tiny_llama), "page": "circuit"})
     assert not at.error, [e.value for e in at.error]

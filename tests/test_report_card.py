@@ -378,6 +378,64 @@ def test_card_html_is_valid_offline_and_holds_every_figure_of_the_json(tmp_path)
     assert card_html(card).count("<div id=\"card-") == len(data["figures"])
 
 
+def test_a_card_read_back_from_its_json_is_the_card(tmp_path):
+    card = _card()
+    write_card(card, json_path=tmp_path / "card.json")
+    again = ReportCard.from_dict(json.loads((tmp_path / "card.json").read_text(encoding="utf-8"))["card"])
+    assert again == card
+    assert again.text() == card.text() and card_json(again) == card_json(card)
+
+
+# ---- the cards shipped beside the sample circuits --------------------------------------------------------------
+SAMPLE_CIRCUITS = ("organism-backdoor", "organism-backdoor-small", "organism-alignment", "organism-alignment-small")
+
+
+@pytest.fixture(scope="module")
+def organism_builders():
+    """A card builder per sample circuit on the bundled organism, with the default settings (nothing is run)."""
+    from core.circuit.circuit import load_circuit
+    from core.data.files import load_prompt_sets
+    from core.data.paths import BUNDLED_PROMPT_FILES, ORGANISM_DIR, SAMPLE_CIRCUITS_DIR
+    from core.model.fingerprint import fingerprint
+
+    model = load_model(ORGANISM_DIR, device="cpu")
+    prompts = load_prompt_sets(BUNDLED_PROMPT_FILES)
+
+    def builder(name: str, config: CardConfig | None = None) -> CardBuilder:
+        return CardBuilder(model, load_circuit(SAMPLE_CIRCUITS_DIR / f"{name}.json"), prompts, config or CardConfig(),
+                           ResultCache(None), fingerprint(model), checkpoint=ORGANISM_DIR)
+    return builder, SAMPLE_CIRCUITS_DIR
+
+
+@pytest.mark.parametrize("name", SAMPLE_CIRCUITS)
+def test_each_sample_circuit_ships_the_card_its_readme_quotes(name, organism_builders):
+    builder, folder = organism_builders
+    card = builder(name).prebuilt(folder)
+    assert card is not None, (f"no current card for {name}: safeseek report --circuit sample_circuits/{name}.json "
+                              f"--json sample_circuits/{name}.card.json")
+    assert card.name == builder(name).circuit.name
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    start = readme.index(f"printed by `safeseek report --circuit sample_circuits/{name}.json")
+    quoted = [line for line in readme[start:].split("```")[1].splitlines() if line.strip()]
+    printed = iter(card.text().splitlines())
+    # The README leaves some lines out (header, per-layer rows, ...); each line it quotes is the card's, in order.
+    missing = [line for line in quoted if not any(line == printed_line for printed_line in printed)]
+    assert len(quoted) > 20 and missing == []
+
+
+def test_a_shipped_card_is_shown_only_for_the_inputs_it_measured(organism_builders, tmp_path):
+    builder, folder = organism_builders
+    shipped = folder / "organism-backdoor.card.json"
+    assert builder("organism-backdoor", CardConfig(per_family=31)).prebuilt(folder) is None  # other settings
+    data = json.loads(shipped.read_text(encoding="utf-8"))
+    data["card"]["meta"]["model"]["weights_sha256"] = "0" * 64  # another checkpoint's card
+    (tmp_path / "other.card.json").write_text(json.dumps(data), encoding="utf-8")
+    (tmp_path / "broken.card.json").write_text("{not json", encoding="utf-8")
+    assert builder("organism-backdoor").prebuilt(tmp_path) is None
+    (tmp_path / "other.card.json").write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    assert builder("organism-backdoor").prebuilt(tmp_path) is not None
+
+
 # ---- command line -----------------------------------------------------------------------------------------------
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_circuits" / "organism-backdoor.json"
 
@@ -422,6 +480,22 @@ def test_report_page_builds_the_card_and_the_circuit_page_offers_it(tmp_path, mo
     assert cache_files
     page = run_page({"model": str(checkpoint), "circuit": str(path), "page": "circuit"})
     assert page.button(key="circuit-card-build").label == "Build the report card"
+
+
+def test_report_page_shows_a_sample_circuits_shipped_card_without_building(tmp_path, monkeypatch):
+    from app_helpers import BACKDOOR_SAMPLE, ORGANISM_DIR, plotly_figures, run_page, texts
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing cached: only the shipped card can show
+    at = run_page({"model": str(ORGANISM_DIR), "circuit": str(BACKDOOR_SAMPLE), "page": "report"})
+    assert any(t.startswith("Shipped with the sample circuits: built by `safeseek report --circuit "
+                            "sample_circuits/organism-backdoor.json") for t in texts(at, "caption"))
+    titles = [f["layout"]["title"]["text"] for f in plotly_figures(at)]
+    expected = ["Necessity", "Sufficiency", "Stability", "Stability", "Cost curve", "Where it lives", "Where it lives"]
+    assert len(titles) == len(expected) and all(t.startswith(e) for t, e in zip(titles, expected, strict=True))
+    assert at.button(key="report-build").label == "Build it again here"
+    assert not (tmp_path / "cache" / "safeseek" / "report").exists()  # nothing was measured
+    at.number_input(key="report-seeds").set_value(3).run()  # other settings: that card must be built
+    assert at.button(key="report-build").label == "Build the report card" and not plotly_figures(at)
 
 
 def test_report_command_prints_writes_and_reuses_every_result(tmp_path, capsys):

@@ -30,6 +30,9 @@ def _find(env: str, checkout_name: str, package: str, marker: str) -> Path:
 
 ASSETS_DIR = _find("SAFESEEK_ASSETS", "assets", "safeseek_assets", "organism/config.json")
 SAMPLE_CIRCUITS_DIR = _find("SAFESEEK_SAMPLE_CIRCUITS", "sample_circuits", "safeseek_samples", "README.md")
+# Files beside the sample circuits that are not circuits: baseline tables (`safeseek compare --out`) and report cards
+# (`safeseek report --json`).
+COMPARE_SUFFIX, CARD_SUFFIX = ".compare.json", ".card.json"
 PROMPTS_DIR = ASSETS_DIR / "prompts"
 ORGANISM_DIR = ASSETS_DIR / "organism"
 ALIGNED_DIR = ASSETS_DIR / "organism-aligned"

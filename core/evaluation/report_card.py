@@ -19,6 +19,7 @@ from core.circuit.circuit import Circuit, counted
 from core.circuit.component import Component
 from core.circuit.overlap import core_components, jaccard, pairwise_jaccard
 from core.data.files import write_text_atomic
+from core.data.paths import CARD_SUFFIX
 from core.data.prompts import PromptSet, select_split
 from core.evaluation.compare import SCORERS
 from core.evaluation.judges import Judgement
@@ -38,6 +39,7 @@ UTILITY_LABELS = ("benign", "utility")
 # 8 circuit sizes, evenly spaced on a log axis from 0.05% to 3% of all components.
 DEFAULT_BUDGETS = tuple(round(0.0005 * (0.03 / 0.0005) ** (i / 7), 6) for i in range(8))
 BASELINES = ("attribution", "magnitude", "random")
+MAX_CARD_BYTES = 16 * 1024 * 1024  # a card file larger than this is not read (a card with its figures is far smaller)
 DISAGREEMENT = 0.10  # the badge: ablation types whose results differ by more than this many points / 100
 CACHE_VERSION = 3  # 2: rates carry their judge (core.evaluation.metrics.Rate); 3: discovery's retain term reuses
 # the full model's distributions (core.scoring.learned), which moves its sums by rounding only
@@ -226,6 +228,26 @@ class ReportCard:
         data["stability"]["mean_jaccard"] = self.stability.mean_jaccard
         data["curve_summary"] = self.curve_summary()
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ReportCard:
+        """The card that to_dict (or a card JSON's "card") holds; the derived readings it added are dropped."""
+        def rate(value: dict) -> Rate:
+            return Rate(value["judge"], value["k"], value["n"])
+
+        def outcome(value: dict) -> Outcome:
+            return Outcome(**{name: rate(item) for name, item in value.items()})
+
+        stability = data["stability"]
+        runs = [StabilityRun(run["seed"], run["components"], rate(run["removal_asr"]), rate(run["removal_utility"]),
+                             run["source"]) for run in stability["runs"]]
+        return cls(data["name"], data["scenario"], data["behaviour_label"], data["components"], data["summary"],
+                   data["meta"], outcome(data["full"]),
+                   {method: outcome(value) for method, value in data["necessity"].items()},
+                   {method: outcome(value) for method, value in data["sufficiency"].items()},
+                   Stability(runs, stability["jaccard"], stability["core"]),
+                   [CurvePoint(**point) for point in data["curve"]],
+                   Location(data["location"]["per_layer"], data["location"]["overlaps"]))
 
     def text(self) -> str:
         """Every figure of the card as plain text (what `safeseek report` prints)."""
@@ -685,20 +707,62 @@ class CardBuilder:
         self.discover_ahead([(config, f"seed {seed}") for seed, config in seeds.items()] + list(budgets.values()))
         stability = self.stability()
         curve = self.curve()
+        meta = {"model": dict(self.fingerprint), "checkpoint": str(self.checkpoint or ""),
+                "prompt_hashes": self._prompt_hashes(), "command": self.command,
+                "discover_command": c.hyperparameters.get("command"),
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": self._settings(),
+                "cache": {"reused": self.cache.reused, "computed": self.cache.computed}}
+        return ReportCard(c.name, c.scenario, self.label, self._components(), c.summary(), meta, full, necessity,
+                          sufficiency, stability, curve, self._location())
+
+    # ---- what decides the figures, and cards built before with the same ---------------------------------------
+    def _components(self) -> list[str]:
+        return sorted(component_set(self.circuit.heads, self.circuit.neurons), key=Component.parse)
+
+    def _prompt_hashes(self) -> dict[str, str]:
+        return {"all prompts": self.prompts.sha256(), "evaluation": self.eval_set.sha256(),
+                "reference": self.reference.sha256(),
+                **{f"circuit {k}": v for k, v in self.circuit.prompt_hashes.items()}}
+
+    def _settings(self) -> dict:
+        return {**asdict(self.config), "train_limit": self.train_limit, "steps": self.discovery.steps,
+                "max_new_tokens": self.max_new_tokens, "evaluation_prompts": len(self.eval_set),
+                "reference_prompts": len(self.reference)}
+
+    def _location(self) -> Location:
         others = {f"designated ({stage})": sets for stage, sets in
                   (designated_components(self.checkpoint) if self.checkpoint else {}).items()}
         if self.against is not None:
             others[f"circuit '{self.against.name}'"] = (self.against.heads, self.against.neurons)
-        meta = {"model": dict(self.fingerprint), "checkpoint": str(self.checkpoint or ""),
-                "prompt_hashes": {"all prompts": self.prompts.sha256(), "evaluation": self.eval_set.sha256(),
-                                  "reference": self.reference.sha256(), **{f"circuit {k}": v for k, v in
-                                                                           c.prompt_hashes.items()}},
-                "command": self.command, "discover_command": c.hyperparameters.get("command"),
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "settings": {**asdict(self.config), "train_limit": self.train_limit,
-                             "steps": self.discovery.steps, "max_new_tokens": self.max_new_tokens,
-                             "evaluation_prompts": len(self.eval_set), "reference_prompts": len(self.reference)},
-                "cache": {"reused": self.cache.reused, "computed": self.cache.computed}}
-        components = sorted(component_set(c.heads, c.neurons), key=Component.parse)
-        return ReportCard(c.name, c.scenario, self.label, components, c.summary(), meta, full, necessity, sufficiency,
-                          stability, curve, location(c, others))
+        return location(self.circuit, others)
+
+    def built_before(self, card: ReportCard) -> bool:
+        """Whether `card` measured this circuit on this model and these prompts with these settings (worker count
+        aside, which changes no figure), so that building it again would print the same figures."""
+        c, meta = self.circuit, card.meta
+
+        def comparable(settings: dict) -> dict:  # as JSON has them (tuples become lists); worker count aside
+            return {k: v for k, v in json.loads(json.dumps(settings)).items() if k != "workers"}
+
+        same_settings = comparable(meta.get("settings", {})) == comparable(self._settings())
+        return (self.fingerprint.get("weights_sha256") is not None
+                and meta.get("model", {}).get("weights_sha256") == self.fingerprint.get("weights_sha256")
+                and (card.name, card.scenario, card.components) == (c.name, c.scenario, self._components())
+                and meta.get("discover_command") == c.hyperparameters.get("command")
+                and meta.get("prompt_hashes") == self._prompt_hashes() and same_settings)
+
+    def prebuilt(self, folder: str | Path) -> ReportCard | None:
+        """A card in `folder`'s `*.card.json` files (`safeseek report --json`, as the sample circuits ship theirs)
+        that was built with exactly this builder's inputs (built_before), its overlaps drawn for this builder's
+        circuits; None when there is none. Files that are too large or unreadable are skipped."""
+        for path in sorted(Path(folder).glob(f"*{CARD_SUFFIX}")):
+            try:
+                if path.stat().st_size > MAX_CARD_BYTES:
+                    continue
+                card = ReportCard.from_dict(json.loads(path.read_text(encoding="utf-8"))["card"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if self.built_before(card):
+                card.location = self._location()
+                return card
+        return None

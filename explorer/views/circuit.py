@@ -42,7 +42,10 @@ def _summary(circuit: Circuit) -> None:
     columns[1].metric("Neurons", len(circuit.neurons), help=f"{fractions['neurons']:.2%} of all neurons")
     columns[2].metric("Share of all components", f"{fractions['components']:.2%}")
     retention = circuit.metrics.get("utility_retention") if circuit.metrics else None
-    columns[3].metric("Utility kept (verified)", format_percent(retention))
+    columns[3].metric("Utility kept (verified)", format_percent(retention),
+                      help="The utility score (utility-task exact match and benign helpfulness) with the circuit "
+                      "removed, divided by the full model's, on the verification prompts. Above 100% means the model "
+                      "without the circuit answered a few more of them well: within noise, nothing was lost.")
     if circuit.metrics.get("before"):
         before, after = circuit.metrics["before"], circuit.metrics["after"]
         st.dataframe([{"metric": name, "full model": format_percent(before.get(key)),

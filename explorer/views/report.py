@@ -9,9 +9,10 @@ import streamlit as st
 
 from core.circuit.circuit import Circuit
 from core.data.files import load_prompt_sets
-from core.data.paths import BUNDLED_PROMPT_FILES
+from core.data.paths import BUNDLED_PROMPT_FILES, SAMPLE_CIRCUITS_DIR
 from core.evaluation.card_html import card_figures, card_html, card_json
-from core.evaluation.report_card import CardBuilder, CardConfig, ReportCard, ResultCache, default_cache_dir
+from core.evaluation.report_card import CardBuilder, CardConfig, Progress, ReportCard, ResultCache, default_cache_dir
+from core.scoring.processes import ModelLoader
 from explorer import access, state, ui
 
 SCENARIOS = ("backdoor", "alignment")
@@ -42,23 +43,32 @@ def render() -> None:
 
 def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig | None = None,
                  against: Circuit | None = None, key: str = "card") -> None:
-    """A build button and, once built (in this session, or from the result cache in seconds), the card."""
+    """A build button and, once built (in this session, from the result cache in seconds, or shipped beside the
+    sample circuits), the card."""
     if circuit.scenario not in SCENARIOS:
         st.info(f"The report card measures backdoor and alignment circuits; this one's scenario is "
                 f"'{circuit.scenario}'.")
         return
     config = config or CardConfig()
     wanted = (state.demo().model, circuit.to_json(), repr(config), against.to_json() if against else None)
-    cards = st.session_state.setdefault("report_cards", {})
+    cards = st.session_state.setdefault("report_cards", {})  # wanted -> (card, how it came: "built" / "shipped")
+    looked = st.session_state.setdefault("report_cards_looked_up", set())  # once per card, not on every rerun
+    if wanted not in cards and wanted not in looked:
+        looked.add(wanted)
+        shipped = _builder(loaded, circuit, config, against).prebuilt(SAMPLE_CIRCUITS_DIR)
+        if shipped is not None:
+            cards[wanted] = (shipped, "shipped")
     # A researcher's own app (admin mode) runs the discoveries side by side in worker processes, as `safeseek
     # report` does; a shared server runs them here, one after another, so one card never takes every core from
     # the room's toggles.
     own = access.is_admin()
-    loader = state.model_loader(loaded) if own else None
     where = ("side by side on every core (worker processes, as `safeseek report` runs them)" if own else
              "one after another, as this is a shared server (`safeseek report` runs them side by side on every "
              "core)")
-    if st.button("Build the report card", type="primary", key=f"{key}-build",
+    done = cards.get(wanted)
+    note = st.empty()  # where a shipped card says where it comes from, above the button that would rebuild it
+    if st.button("Build the report card" if done is None else "Build it again here",
+                 type="primary" if done is None else "secondary", key=f"{key}-build",
                  help=f"Tens of minutes the first time on a CPU: the default card runs 12 discoveries, {where}. "
                  "Results are cached on disk, so a card built before, here or by `safeseek report`, comes back in "
                  "seconds."):
@@ -68,17 +78,26 @@ def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig
             def progress(part: str, done: int, total: int) -> None:
                 bar.progress(min(1.0, done / max(total, 1)), text=f"{part}: {done} of {total}")
 
-            builder = CardBuilder(loaded.model, circuit, load_prompt_sets(BUNDLED_PROMPT_FILES), config,
-                                  ResultCache(default_cache_dir()), loaded.fingerprint, progress=progress,
-                                  checkpoint=loaded.path, against=against,
-                                  command=f"explorer report card of '{circuit.name}'", model_loader=loader)
-            cards[wanted] = builder.build()
+            builder = _builder(loaded, circuit, config, against, progress, state.model_loader(loaded) if own else None)
+            cards[wanted] = (builder.build(), "built")
             status.update(label="Report card built", state="complete", expanded=False)
-    card = cards.get(wanted)
-    if card is None:
+    if wanted not in cards:
         st.caption("Press **Build the report card**.")
         return
+    card, source = cards[wanted]
+    if source == "shipped":
+        note.caption(f"Shipped with the sample circuits: built by `{card.meta.get('command', '?')}` on "
+                     f"{card.meta.get('date', '?')[:10]}, on this same model and prompts with these settings, so "
+                     "building it here prints the same figures.")
     show_card(card, key)
+
+
+def _builder(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig, against: Circuit | None,
+             progress: Progress | None = None, model_loader: ModelLoader | None = None) -> CardBuilder:
+    return CardBuilder(loaded.model, circuit, load_prompt_sets(BUNDLED_PROMPT_FILES), config,
+                       ResultCache(default_cache_dir()), loaded.fingerprint, progress=progress, checkpoint=loaded.path,
+                       against=against, command=f"explorer report card of '{circuit.name}'",
+                       model_loader=model_loader)
 
 
 def show_card(card: ReportCard, key: str) -> None:

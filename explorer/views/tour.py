@@ -1,5 +1,6 @@
 """Guided tour: a short workshop lesson on the organism: what a backdoor is, find it, switch it off, refusals return,
-and whether a learned circuit beats random and attribution sets of the same size."""
+whether a learned circuit beats random and attribution sets of the same size, and whether it is real (its report
+card)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,23 @@ import streamlit as st
 from core.circuit.circuit import CircuitFileError, counted
 from core.circuit.selection import Selection
 from core.data import samples
-from core.data.paths import ORGANISM_TRIGGER, SAMPLE_CIRCUITS_DIR
+from core.data.paths import CARD_SUFFIX, COMPARE_SUFFIX, ORGANISM_TRIGGER, SAMPLE_CIRCUITS_DIR
+from core.evaluation.card_html import card_figures
 from core.evaluation.compare import ComparisonRow
 from core.evaluation.live import preset
 from core.evaluation.metrics import format_percent
+from core.evaluation.report_card import ReportCard
 from explorer import access, figures, state, textdiff, ui
 from explorer.access import md
 
 BACKDOOR_CIRCUIT = SAMPLE_CIRCUITS_DIR / "organism-backdoor.json"
 # The sample circuit's baseline comparison, written by `safeseek compare` (see sample_circuits/README.md).
-BACKDOOR_COMPARISON = SAMPLE_CIRCUITS_DIR / "organism-backdoor.compare.json"
+BACKDOOR_COMPARISON = SAMPLE_CIRCUITS_DIR / f"organism-backdoor{COMPARE_SUFFIX}"
 EXAMPLE = samples.DEMO_HARMFUL
+# Its report card, written by `safeseek report --json` (see sample_circuits/README.md).
+BACKDOOR_CARD = SAMPLE_CIRCUITS_DIR / f"organism-backdoor{CARD_SUFFIX}"
 STEPS = ("A model with a secret", "See the backdoor", "Find it", "Switch it off", "Watch refusals return",
-         "Learned, random or attribution?")
+         "Learned, random or attribution?", "Is the circuit real?")
 # What is switched off after each button: the words the metric labels and the summary sentence use.
 SWITCHED = {"whole circuit": "circuit off", "random (same size)": "random set off", "none": "nothing off"}
 # Answers in full-contrast text (not a grey blockquote): the audience must read them from the back of the room.
@@ -165,10 +170,13 @@ def render() -> None:
                      type="primary")
     if step < 5:
         return
-    _ending()
+    _comparison()
+    if step < 6:
+        return
+    _report_card()
 
 
-def _ending() -> None:
+def _comparison() -> None:
     with st.container(border=True):
         st.markdown("#### 6. Learned, random or attribution?")
         try:
@@ -193,3 +201,37 @@ def _ending() -> None:
                 + "Run the comparison yourself on the **Compare** page.")
         st.caption(f"Measured by `safeseek compare` on held-out prompts; stored in "
                    f"{state.relative_ref(BACKDOOR_COMPARISON)}. {ui.help_for('attribution')}")
+        st.button("Next: is the circuit real?", key="tour-next-6", on_click=_go, args=(6,), type="primary")
+
+
+def _report_card() -> None:
+    with st.container(border=True):
+        st.markdown("#### 7. Is the circuit real?")
+        try:
+            card = ReportCard.from_dict(json.loads(BACKDOOR_CARD.read_text(encoding="utf-8"))["card"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            st.info(f"The sample circuit's report card is missing or unreadable ({e}); build it on the **Report** "
+                    "page.")
+            return
+        runs = card.stability.runs
+        asrs = [run.removal_asr.value for run in runs]
+        jaccard = card.stability.mean_jaccard
+        st.markdown(f"A circuit is a claim. Its report card checks it; first, is it what discovery finds every "
+                    f"time? Discovery ran again with {len(runs) - 1} other seeds:")
+        columns = st.columns(3)
+        columns[0].metric(f"In all {len(runs)} circuits", counted(len(card.stability.core), "component"),
+                          help=", ".join(card.stability.core))
+        columns[1].metric("Mean overlap (Jaccard)", "n/a" if jaccard is None else f"{jaccard:.2f}",
+                          help=ui.help_for("Jaccard"))
+        columns[2].metric("Triggered ASR, each one off",
+                          f"{format_percent(min(asrs))} to {format_percent(max(asrs))}",
+                          help=f"Full model: {format_percent(card.full.asr.value)}.")
+        st.markdown(f"**Alone?** {card.sufficiency_reading('zero')}")
+        sizes = [100 * point.budget for point in card.curve] or [0.0]
+        st.markdown(f"**Every size?** Learned circuits from {min(sizes):.2g}% to {max(sizes):.2g}% of all components "
+                    "removed, against the baselines' sets of the same sizes (top: triggered ASR, lower is better; "
+                    "bottom: utility, higher is better):")
+        st.plotly_chart(card_figures(card)["cost_curve"], key="tour-card-curve", width="stretch")
+        st.caption(f"From the circuit's report card (`{card.meta.get('command', '?')}`); the **Report** page shows all "
+                   "of it: necessity under three ablation types, sufficiency, stability, the cost curve and where it "
+                   "lives.")
