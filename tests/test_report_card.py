@@ -433,7 +433,8 @@ def test_a_shipped_card_is_shown_only_for_the_inputs_it_measured(organism_builde
     (tmp_path / "broken.card.json").write_text("{not json", encoding="utf-8")
     assert builder("organism-backdoor").prebuilt(tmp_path) is None
     (tmp_path / "other.card.json").write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
-    assert builder("organism-backdoor").prebuilt(tmp_path) is not None
+    card = builder("organism-backdoor").prebuilt(tmp_path)
+    assert card is not None and card.meta["checkpoint"] == str(builder("organism-backdoor").checkpoint)
 
 
 # ---- command line -----------------------------------------------------------------------------------------------

@@ -753,8 +753,8 @@ class CardBuilder:
 
     def prebuilt(self, folder: str | Path) -> ReportCard | None:
         """A card in `folder`'s `*.card.json` files (`safeseek report --json`, as the sample circuits ship theirs)
-        that was built with exactly this builder's inputs (built_before), its overlaps drawn for this builder's
-        circuits; None when there is none. Files that are too large or unreadable are skipped."""
+        that was built with exactly this builder's inputs (built_before), with this builder's checkpoint path and
+        overlaps; None when there is none. Files that are too large or unreadable are skipped."""
         for path in sorted(Path(folder).glob(f"*{CARD_SUFFIX}")):
             try:
                 if path.stat().st_size > MAX_CARD_BYTES:
@@ -763,6 +763,8 @@ class CardBuilder:
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if self.built_before(card):
+                # Same weights, maybe another folder: name this builder's checkpoint, and its designated components.
+                card.meta = {**card.meta, "checkpoint": str(self.checkpoint or "")}
                 card.location = self._location()
                 return card
         return None
