@@ -431,7 +431,7 @@ CONTRAST = """(el) => {
 }"""
 
 
-def test_tour_answers_and_captions_have_aa_contrast(server, chromium):
+def test_tour_answers_and_captions_have_aa_contrast_and_the_tour_walks_to_its_end(server, chromium):
     page = open_page(chromium, link(server, "tour"))
     page.get_by_role("button", name="Load the backdoored organism").click()
     answers = page.locator(".tour-answer")
@@ -441,19 +441,13 @@ def test_tour_answers_and_captions_have_aa_contrast(server, chromium):
     ratios += [captions.nth(i).evaluate(CONTRAST) for i in range(captions.count())]
     print(f"tour contrast ratios: answers {ratios[:2]}, captions {ratios[2:]}")
     assert min(ratios) >= 4.5, ratios
-    page.context.close()
-
-
-def test_the_tour_walks_to_the_report_card_and_screenshots_its_end(server, chromium):
-    page = open_page(chromium, link(server, "tour"))
-    for button in ("Load the backdoored organism", "Next: find the circuit behind it",
-                   "Load the sample backdoor circuit", "Switch the circuit off",
+    settle(page)
+    for button in ("Next: find the circuit behind it", "Load the sample backdoor circuit", "Switch the circuit off",
                    "Next: learned vs random vs attribution", "Next: is the circuit real?"):
         page.get_by_role("button", name=button).click()
         settle(page)
     expect(page.get_by_text("Step 7 of 7: Is the circuit real?")).to_be_visible()
-    last = page.locator("h4", has_text="7. Is the circuit real?")
-    expect(last).to_be_visible()
+    expect(page.locator("h4", has_text="7. Is the circuit real?")).to_be_visible()
     expect(page.locator("[data-testid='stException']")).to_have_count(0)
     # The page scrolls inside Streamlit's main area, not the document: bring the step's end into view.
     page.locator("[data-testid='stCaptionContainer']").last.scroll_into_view_if_needed()

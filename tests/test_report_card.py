@@ -497,6 +497,9 @@ def test_report_page_shows_a_sample_circuits_shipped_card_without_building(tmp_p
     assert not (tmp_path / "cache" / "safeseek" / "report").exists()  # nothing was measured
     at.number_input(key="report-seeds").set_value(3).run()  # other settings: that card must be built
     assert at.button(key="report-build").label == "Build the report card" and not plotly_figures(at)
+    page = run_page({"model": str(ORGANISM_DIR), "circuit": str(BACKDOOR_SAMPLE), "page": "circuit"})
+    assert any("report card ships with it" in t for t in texts(page, "caption"))  # pointed to, not drawn twice
+    assert not any(f["layout"]["title"]["text"].startswith("Cost curve") for f in plotly_figures(page))
 
 
 def test_report_command_prints_writes_and_reuses_every_result(tmp_path, capsys):

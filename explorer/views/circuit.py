@@ -31,7 +31,7 @@ def render() -> None:
     _component_table(current)
     _overlap(loaded, current)
     with st.expander("Report card (necessity, sufficiency, stability, cost curve; also on the **Report** page)"):
-        report.card_section(loaded, current, key="circuit-card")
+        report.card_section(loaded, current, key="circuit-card", show_shipped=False)
 
 
 def _summary(circuit: Circuit) -> None:

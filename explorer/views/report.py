@@ -42,9 +42,10 @@ def render() -> None:
 
 
 def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig | None = None,
-                 against: Circuit | None = None, key: str = "card") -> None:
+                 against: Circuit | None = None, key: str = "card", show_shipped: bool = True) -> None:
     """A build button and, once built (in this session, from the result cache in seconds, or shipped beside the
-    sample circuits), the card."""
+    sample circuits), the card. With show_shipped=False a shipped card is only pointed to (the Report page shows
+    it), so a page that embeds this section does not draw a whole card nobody opened."""
     if circuit.scenario not in SCENARIOS:
         st.info(f"The report card measures backdoor and alignment circuits; this one's scenario is "
                 f"'{circuit.scenario}'.")
@@ -58,6 +59,9 @@ def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig
         shipped = _builder(loaded, circuit, config, against).prebuilt(SAMPLE_CIRCUITS_DIR)
         if shipped is not None:
             cards[wanted] = (shipped, "shipped")
+    if not show_shipped and cards.get(wanted, (None, ""))[1] == "shipped":
+        st.caption("This sample circuit's report card ships with it: the **Report** page shows it at once.")
+        return
     # A researcher's own app (admin mode) runs the discoveries side by side in worker processes, as `safeseek
     # report` does; a shared server runs them here, one after another, so one card never takes every core from
     # the room's toggles.
