@@ -19,7 +19,16 @@ from core.circuit.history import History, record
 from core.circuit.selection import Selection, SelectionError, parse_components
 from core.circuit.store import CircuitStore
 from core.data import samples
-from core.data.paths import ASSETS_DIR, CARD_SUFFIX, COMPARE_SUFFIX, REPO_ROOT, SAMPLE_CIRCUITS_DIR
+from core.data.files import load_prompt_sets
+from core.data.paths import (
+    ASSETS_DIR,
+    BUNDLED_PROMPT_FILES,
+    CARD_SUFFIX,
+    COMPARE_SUFFIX,
+    REPO_ROOT,
+    SAMPLE_CIRCUITS_DIR,
+)
+from core.data.prompts import PromptSet
 from core.evaluation import live
 from core.evaluation.report import EvalReport, evaluate
 from core.model.cache import BudgetLRU
@@ -262,6 +271,27 @@ def _models() -> BudgetLRU:
 def _results() -> BudgetLRU:
     """Measured toggles shared by every session, bounded by the size of their answers."""
     return BudgetLRU(_budget("SAFESEEK_RESULTS_BUDGET_MB", RESULTS_BUDGET_MB), size_of=_result_bytes)
+
+
+def bundled_prompts() -> PromptSet:
+    """The bundled prompt files as one set (every scenario's training data and the held-out splits), read once per
+    version of the files and shared by every session: callers must not change it."""
+    return _bundled_prompts(_bundled_versions())[0]
+
+
+def bundled_prompts_sha256() -> str:
+    """bundled_prompts().sha256(), hashed once: results shipped beside the sample circuits are matched by it."""
+    return _bundled_prompts(_bundled_versions())[1]
+
+
+def _bundled_versions() -> tuple:
+    return tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in map(Path, BUNDLED_PROMPT_FILES))
+
+
+@st.cache_resource(max_entries=1)
+def _bundled_prompts(versions: tuple) -> tuple[PromptSet, str]:
+    prompts = load_prompt_sets(BUNDLED_PROMPT_FILES)
+    return prompts, prompts.sha256()
 
 
 def _result_bytes(result: live.AblationResult | str) -> int:

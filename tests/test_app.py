@@ -24,6 +24,7 @@ from tiny import build_tiny_checkpoint
 
 from core.circuit import overlap
 from core.circuit.ablate import ablate
+from core.circuit.circuit import load_circuit
 from core.circuit.selection import (
     Selection,
     SelectionError,
@@ -34,8 +35,12 @@ from core.circuit.selection import (
     toggle_points,
 )
 from core.data import samples
+from core.data.files import load_prompt_sets
+from core.data.paths import BUNDLED_PROMPT_FILES, COMPARE_SUFFIX
 from core.evaluation import live
+from core.evaluation.compare import Comparison
 from core.evaluation.live import preset
+from core.evaluation.metrics import format_percent
 from core.model.fingerprint import fingerprint
 from core.model.generate import generate
 from core.model.load import ModelShape, load_model
@@ -448,15 +453,12 @@ def organism_dir() -> Path:
     return ORGANISM_DIR
 
 
-@pytest.mark.slow
-def test_compare_page_shows_baselines_chart_and_table(organism_dir, tmp_path):
-    model = load_model(organism_dir, device="cpu")
-    n_layers, n_heads, d_mlp = (int(model.cfg.n_layers), int(model.cfg.n_heads), int(model.cfg.d_mlp))
-    circuit = make_circuit(n_layers, n_heads, d_mlp, heads=[(0, 1), (1, 2)], neurons=[(1, 5)],
-                           fingerprint=fingerprint(model)).save(tmp_path / "organism-test.json")
-    at = run_page({"model": str(organism_dir), "circuit": str(circuit), "page": "compare"})
+def test_compare_page_runs_the_baselines_and_shows_chart_and_table(tiny_llama, tiny_circuit_file):
+    at = run_page({"model": str(tiny_llama), "circuit": str(tiny_circuit_file), "page": "compare"})
+    assert not any(t.startswith("Shipped with the sample circuits") for t in texts(at, "caption"))
+    assert not plotly_figures(at)  # nothing to show before a run
     at.number_input(key="compare-seeds").set_value(2)
-    at.number_input(key="compare-limit").set_value(2)
+    at.number_input(key="compare-limit").set_value(1)
     at.button(key="compare-run").click().run()
     assert not at.exception and not texts(at, "error")
     chart = plotly_figures(at)[0]
@@ -465,18 +467,27 @@ def test_compare_page_shows_baselines_chart_and_table(organism_dir, tmp_path):
     assert list(table["method"]) == chart["data"][0]["x"] and set(table["heads"]) == {2}
     # A backdoor circuit: its removal is judged on triggered ASR, and clean ASR is shown as what must not change.
     assert {"triggered ASR after", "clean ASR before", "clean ASR after"} <= set(table.columns)
-
-
-def test_compare_page_shows_na_retention_with_its_reason(tiny_llama, tiny_circuit_file):
-    """A random tiny model answers no utility task, so utility retention is undefined: n/a with the reason."""
-    at = run_page({"model": str(tiny_llama), "circuit": str(tiny_circuit_file), "page": "compare"})
-    at.number_input(key="compare-seeds").set_value(1)
-    at.number_input(key="compare-limit").set_value(1)
-    at.button(key="compare-run").click().run()
-    assert not at.exception and not texts(at, "error")
-    table = at.dataframe[0].value
+    # A random tiny model answers no utility task, so utility retention is undefined: n/a with the reason.
     assert set(table["utility kept"]) == {"n/a"}
     assert any("Utility kept is n/a: the 'before' model scores 0" in c for c in texts(at, "caption"))
+
+
+def test_a_sample_circuits_compare_page_shows_its_shipped_comparison_at_once(organism_dir):
+    shipped = Comparison.read(BACKDOOR_SAMPLE.with_name(f"organism-backdoor{COMPARE_SUFFIX}"))
+    at = run_page({"model": str(organism_dir), "circuit": str(BACKDOOR_SAMPLE), "page": "compare"})
+    assert any(t.startswith("Shipped with the sample circuits: measured by `safeseek compare --circuit "
+                            "sample_circuits/organism-backdoor.json") and f"{shipped.meta['held_out_prompts']} held-out"
+               in t for t in texts(at, "caption"))
+    table = at.dataframe[0].value
+    assert list(table["method"]) == [r.method for r in shipped.rows]
+    assert list(table["triggered ASR after"]) == [format_percent(r.asr_after) for r in shipped.rows]
+    assert plotly_figures(at)[0]["data"][0]["x"] == [r.method for r in shipped.rows]
+    # The same circuit with one neuron more has no shipped comparison: it must be run.
+    circuit, fp = load_circuit(BACKDOOR_SAMPLE), fingerprint(load_model(organism_dir, device="cpu"))
+    prompts_sha = load_prompt_sets(BUNDLED_PROMPT_FILES).sha256()
+    assert shipped.measured(fp, circuit, prompts_sha)
+    extra = next((5, i) for i in range(circuit.d_mlp) if (5, i) not in circuit.neurons)
+    assert not shipped.measured(fp, circuit.with_components(circuit.heads, [*circuit.neurons, extra]), prompts_sha)
 
 
 def test_compare_page_needs_a_circuit(tiny_llama, fresh_caches):

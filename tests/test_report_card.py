@@ -423,6 +423,22 @@ def test_each_sample_circuit_ships_the_card_its_readme_quotes(name, organism_bui
     assert len(quoted) > 20 and missing == []
 
 
+@pytest.mark.parametrize("name", SAMPLE_CIRCUITS)
+def test_each_sample_circuit_ships_the_comparison_its_readme_quotes(name, organism_builders):
+    from core.evaluation.compare import Comparison, format_table
+
+    builder, folder = organism_builders
+    circuit = builder(name).circuit
+    shipped = Comparison.read(folder / f"{name}.compare.json")
+    assert shipped.measured(builder(name).fingerprint, circuit, builder(name).prompts.sha256()), (
+        f"{name}.compare.json is not current: safeseek compare --circuit sample_circuits/{name}.json --out "
+        f"sample_circuits/{name}.compare.json")
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    start = readme.index(f"safeseek compare --circuit sample_circuits/{name}.json")
+    quoted = readme[start:].split("Comparison on the held-out test split (printed by compare):", 1)[1].split("```")[1]
+    assert format_table(shipped.rows, circuit.scenario) in quoted
+
+
 def test_a_shipped_card_is_shown_only_for_the_inputs_it_measured(organism_builders, tmp_path):
     builder, folder = organism_builders
     shipped = folder / "organism-backdoor.card.json"

@@ -18,19 +18,19 @@ class Args(ScenarioOptions):
     split: Literal["train", "val", "test"] = option("test", help="held-out split to evaluate on")
     verify_limit: int = option(1000, metavar="N", min=1, help="held-out prompts per family (1000: all)")
     seeds: int = option(5, min=1, help="how many random baselines")
-    out: str | None = option(None, metavar="RESULTS.json", out="file", help="also write the rows as JSON")
+    out: str | None = option(None, metavar="RESULTS.json", out="file",
+                             help="also write the rows, with the model, circuit, prompts and settings they measured, "
+                                  "as JSON")
 
     def validate(self) -> None:
         self.check_device()
 
 
 def run(args: Args) -> int:
-    import json
-
     from core.circuit.circuit import CircuitFileError, check_compatible, load_circuit
     from core.data.files import write_text_atomic
     from core.data.prompts import select_split
-    from core.evaluation.compare import compare, format_table
+    from core.evaluation.compare import Comparison, compare, comparison_meta, format_table
     from core.evaluation.metrics import RATE_LABELS, scenario_rates
     from core.evaluation.report import judging_length
     from core.model.estimate import estimate_generation
@@ -56,8 +56,9 @@ def run(args: Args) -> int:
         if not len(prompts.filter(label=label)):
             print(f"note: no {label} rows among the held-out prompts; their figures are skipped")
     model = load(args)
+    fp = fingerprint(model)
     try:
-        for note in check_compatible(circuit, fingerprint(model)):
+        for note in check_compatible(circuit, fp):
             print(f"note: {note}")
     except CircuitFileError as e:
         raise CliError(f"--circuit: {e}") from None
@@ -72,5 +73,8 @@ def run(args: Args) -> int:
     print(f"\n{circuit.name}: {circuit.summary()}; {len(prompts)} held-out prompts ({args.split} split)")
     print(format_table(rows, circuit.scenario))
     if args.out:
-        write_text_atomic(args.out, json.dumps([r.to_dict() for r in rows], indent=1) + "\n")
+        settings = {"split": args.split, "verify_limit": args.verify_limit, "seeds": args.seeds,
+                    "train_limit": args.train_limit, "seed": args.seed}
+        meta = comparison_meta(fp, circuit, all_prompts, prompts, settings, args.command_line)
+        write_text_atomic(args.out, Comparison(rows, meta).to_json())
     return 0

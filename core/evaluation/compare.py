@@ -9,10 +9,14 @@ At the learned circuit's size (same number of heads and of neurons):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 
 from core.circuit.circuit import Circuit
+from core.data.paths import COMPARE_SUFFIX
 from core.data.prompts import PromptSet
 from core.evaluation.metrics import (
     RATE_LABELS,
@@ -31,6 +35,8 @@ from core.scoring.scenario import Scenario
 from core.scoring.select import Scorer, circuit_of_size
 
 SCORERS: dict[str, Scorer] = {"attribution": attribution_scores, "magnitude": magnitude_scores}
+COMPARISON_VERSION = 1
+MAX_COMPARISON_BYTES = 4 * 1024 * 1024  # a comparison file larger than this is not read (one is a few KiB)
 
 
 @dataclass
@@ -55,6 +61,74 @@ class ComparisonRow:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Comparison:
+    """What `safeseek compare --out` writes (versioned): the rows, and what they measured, so that a reader can tell
+    whether they still hold for a given model, circuit and prompt files (`measured`)."""
+
+    rows: list[ComparisonRow]
+    # model fingerprint, circuit (name, scenario, components), prompts_sha256 of every prompt file read, settings
+    # (split, verify_limit, seeds, train_limit, seed), held-out prompt count, command, date
+    meta: dict = field(default_factory=dict)
+    schema_version: int = COMPARISON_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps({"schema_version": self.schema_version, "meta": self.meta,
+                           "rows": [r.to_dict() for r in self.rows]}, indent=1) + "\n"
+
+    @classmethod
+    def read(cls, path: str | Path) -> Comparison:
+        """The comparison in `path`; ValueError (one line) for a file that is too large, not JSON or not a
+        comparison. A bare list of rows (files written before the format carried `meta`) reads with no meta."""
+        path = Path(path)
+        try:
+            if path.stat().st_size > MAX_COMPARISON_BYTES:
+                raise ValueError(f"{path.name} is over {MAX_COMPARISON_BYTES // 2**20} MiB; a comparison is a few KiB")
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, list):
+                return cls([ComparisonRow(**row) for row in data])
+            if data.get("schema_version") != COMPARISON_VERSION:
+                raise ValueError(f"{path.name} has comparison format {data.get('schema_version')!r}; this version "
+                                 f"reads {COMPARISON_VERSION} (run `safeseek compare --out` again)")
+            return cls([ComparisonRow(**row) for row in data["rows"]], dict(data.get("meta") or {}))
+        except OSError as e:
+            raise ValueError(f"cannot read {path.name} ({e.strerror})") from None
+        except (AttributeError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{path.name} is not a comparison written by `safeseek compare --out`") from None
+
+    def measured(self, fingerprint: dict, circuit: Circuit, prompts_sha256: str) -> bool:
+        """Whether these rows measured `circuit`'s components on this model (weights hash) with these prompt files."""
+        weights = fingerprint.get("weights_sha256")
+        recorded = self.meta.get("circuit") or {}
+        return (weights is not None and (self.meta.get("model") or {}).get("weights_sha256") == weights
+                and recorded.get("scenario") == circuit.scenario
+                and recorded.get("components") == [c.label for c in circuit.components()]
+                and self.meta.get("prompts_sha256") == prompts_sha256)
+
+
+def comparison_meta(fingerprint: dict, circuit: Circuit, prompts: PromptSet, held_out: PromptSet, settings: dict,
+                    command: str) -> dict:
+    """The `meta` of a Comparison: what decides its rows, and how to make them again."""
+    return {"model": dict(fingerprint), "circuit": {"name": circuit.name, "scenario": circuit.scenario,
+                                                    "components": [c.label for c in circuit.components()]},
+            "prompts_sha256": prompts.sha256(), "held_out_prompts": len(held_out), "settings": dict(settings),
+            "command": command, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def shipped_comparison(folder: str | Path, fingerprint: dict, circuit: Circuit,
+                       prompts_sha256: str) -> Comparison | None:
+    """A comparison in `folder`'s `*.compare.json` files (as the sample circuits ship theirs) that measured this
+    circuit on this model with these prompt files; None when there is none. Unreadable files are skipped."""
+    for path in sorted(Path(folder).glob(f"*{COMPARE_SUFFIX}")):
+        try:
+            comparison = Comparison.read(path)
+        except ValueError:
+            continue
+        if comparison.measured(fingerprint, circuit, prompts_sha256):
+            return comparison
+    return None
 
 
 def baseline_circuits(model, circuit: Circuit, scenario: Scenario, seeds: int = 5) -> dict[str, list[Circuit]]:

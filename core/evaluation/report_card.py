@@ -249,6 +249,20 @@ class ReportCard:
                    [CurvePoint(**point) for point in data["curve"]],
                    Location(data["location"]["per_layer"], data["location"]["overlaps"]))
 
+    @classmethod
+    def read(cls, path: str | Path) -> ReportCard:
+        """The card in a card JSON (`safeseek report --json`); ValueError (one line) for a file that is too large,
+        unreadable or not a card."""
+        path = Path(path)
+        try:
+            if path.stat().st_size > MAX_CARD_BYTES:
+                raise ValueError(f"{path.name} is over {MAX_CARD_BYTES // 2**20} MiB; a card is far smaller")
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8"))["card"])
+        except OSError as e:
+            raise ValueError(f"cannot read {path.name} ({e.strerror})") from None
+        except (AttributeError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{path.name} is not a card written by `safeseek report --json`") from None
+
     def text(self) -> str:
         """Every figure of the card as plain text (what `safeseek report` prints)."""
         asr = f"{self.behaviour_label} ASR"
@@ -757,10 +771,8 @@ class CardBuilder:
         overlaps; None when there is none. Files that are too large or unreadable are skipped."""
         for path in sorted(Path(folder).glob(f"*{CARD_SUFFIX}")):
             try:
-                if path.stat().st_size > MAX_CARD_BYTES:
-                    continue
-                card = ReportCard.from_dict(json.loads(path.read_text(encoding="utf-8"))["card"])
-            except (OSError, ValueError, KeyError, TypeError):
+                card = ReportCard.read(path)
+            except ValueError:
                 continue
             if self.built_before(card):
                 # Same weights, maybe another folder: name this builder's checkpoint, and its designated components.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.data.files import load_prompt_sets
-from core.data.paths import BUNDLED_PROMPT_FILES
+from core.circuit.circuit import Circuit
+from core.data.paths import SAMPLE_CIRCUITS_DIR
 from core.data.prompts import select_split
-from core.evaluation.compare import compare
+from core.evaluation.compare import Comparison, compare, shipped_comparison
 from core.evaluation.metrics import RATE_NAMES, format_percent, scenario_rates
 from core.scoring.scenario import scenario_from_prompts
 from explorer import figures, state, ui
@@ -32,9 +32,13 @@ def render() -> None:
     limit = int(columns[1].number_input("Held-out prompts per family", 1, 1000, 16, key="compare-limit"))
     split = columns[2].selectbox("Held-out split", ["test", "val"], key="compare-split")
     key = (state.demo().model, circuit.to_json(), seeds, limit, split)
-    if st.button("Run comparison", type="primary", key="compare-run"):
+    shipped = _shipped(loaded, circuit)
+    if st.button("Run comparison", type="primary", key="compare-run",
+                 help="Scores the baselines on the scenario's training prompts, then evaluates the full model and "
+                      "every set removed in one batched generation, with the settings above: a minute or more on a "
+                      "CPU."):
         with ui.guard("comparing with the baselines"), st.status("Comparing...", expanded=True) as status:
-            bundled = load_prompt_sets(BUNDLED_PROMPT_FILES)
+            bundled = state.bundled_prompts()
             scenario = scenario_from_prompts(loaded.model, bundled, circuit.scenario)
             prompts = select_split(bundled, split, limit)
             rows = compare(loaded.model, circuit, scenario, prompts, seeds=seeds, progress=st.write)
@@ -42,11 +46,21 @@ def render() -> None:
                           expanded=False)
             st.session_state.compare_rows = (key, rows)
     stored = st.session_state.get("compare_rows")
-    if stored is None or stored[0] != key:
+    if stored is not None and stored[0] == key:
+        rows = stored[1]
+    elif shipped is not None:
+        rows, meta = shipped.rows, shipped.meta
+        settings = meta.get("settings") or {}
+        command = str(meta.get("command", "?")).replace("`", "'")  # shown in a code span, which escapes nothing else
+        st.caption(f"Shipped with the sample circuits: measured by `{command}` on "
+                   f"{md(str(meta.get('date', '?'))[:10])}, on this same model and prompt files, with "
+                   f"{meta.get('held_out_prompts', '?')} held-out prompts ({md(str(settings.get('split', '?')))} split)"
+                   f" and {settings.get('seeds', '?')} random seeds. **Run comparison** measures it here with the "
+                   "settings above.")
+    else:
         st.caption("Press **Run comparison** (it evaluates the full model, then every baseline set removed, in one "
                    "batched generation).")
         return
-    rows = stored[1]
     # The behaviour the circuit carries, and the other one, which its removal should leave alone.
     asr_label, other_label = (RATE_NAMES[key] for key in scenario_rates(circuit.scenario))
     fig = figures.comparison_chart(rows, asr_label)
@@ -63,3 +77,14 @@ def render() -> None:
         st.caption(f"Utility kept is n/a: {note}.")
     ui.figure_downloads(fig, f"{circuit.name}-baselines", key="compare-chart")
     ui.csv_download([r.to_dict() for r in rows], f"{circuit.name}-baselines", key="compare-rows")
+
+
+def _shipped(loaded: state.LoadedModel, circuit: Circuit) -> Comparison | None:
+    """The comparison shipped beside the sample circuits that measured this circuit on this model, looked up once
+    per session and circuit."""
+    looked = st.session_state.setdefault("shipped_comparisons", {})
+    wanted = (state.demo().model, circuit.to_json())
+    if wanted not in looked:
+        looked[wanted] = shipped_comparison(SAMPLE_CIRCUITS_DIR, loaded.fingerprint, circuit,
+                                            state.bundled_prompts_sha256())
+    return looked[wanted]

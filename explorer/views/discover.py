@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import streamlit as st
 
 from core.data.files import load_prompt_sets, load_prompts
-from core.data.paths import BUNDLED_PROMPT_FILES
 from core.data.prompts import PromptSet, select_split
 from core.evaluation.metrics import format_percent
 from core.evaluation.verify import verify
@@ -98,7 +97,7 @@ def _run(loaded: state.LoadedModel, options: SimpleNamespace, config: DiscoveryC
     logs: list[StepLog] = []
     with st.status(f"Discovering a {options.scenario} circuit...", expanded=True) as status:
         st.write("Building the scenario (the full model's answers to the training prompts)...")
-        bundled = load_prompt_sets(BUNDLED_PROMPT_FILES)  # training prompts and the held-out ones to verify on
+        bundled = state.bundled_prompts()  # training prompts and the held-out ones to verify on
         if options.scenario == "custom":
             scenario = custom_scenario(loaded.model, uploaded_prompts([behaviour_files]),
                                        uploaded_prompts(retain_files), name=name)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.circuit.circuit import Circuit
-from core.data.files import load_prompt_sets
-from core.data.paths import BUNDLED_PROMPT_FILES, SAMPLE_CIRCUITS_DIR
+from core.data.paths import SAMPLE_CIRCUITS_DIR
 from core.evaluation.card_html import card_figures, card_html, card_json
 from core.evaluation.report_card import CardBuilder, CardConfig, Progress, ReportCard, ResultCache, default_cache_dir
 from core.scoring.processes import ModelLoader
@@ -98,7 +97,7 @@ def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig
 
 def _builder(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig, against: Circuit | None,
              progress: Progress | None = None, model_loader: ModelLoader | None = None) -> CardBuilder:
-    return CardBuilder(loaded.model, circuit, load_prompt_sets(BUNDLED_PROMPT_FILES), config,
+    return CardBuilder(loaded.model, circuit, state.bundled_prompts(), config,
                        ResultCache(default_cache_dir()), loaded.fingerprint, progress=progress, checkpoint=loaded.path,
                        against=against, command=f"explorer report card of '{circuit.name}'",
                        model_loader=model_loader)

@@ -5,7 +5,6 @@ card)."""
 from __future__ import annotations
 
 import html
-import json
 
 import streamlit as st
 
@@ -14,7 +13,7 @@ from core.circuit.selection import Selection
 from core.data import samples
 from core.data.paths import CARD_SUFFIX, COMPARE_SUFFIX, ORGANISM_TRIGGER, SAMPLE_CIRCUITS_DIR
 from core.evaluation.card_html import card_figures
-from core.evaluation.compare import ComparisonRow
+from core.evaluation.compare import Comparison
 from core.evaluation.live import preset
 from core.evaluation.metrics import format_percent
 from core.evaluation.report_card import ReportCard
@@ -180,8 +179,8 @@ def _comparison() -> None:
     with st.container(border=True):
         st.markdown("#### 6. Learned, random or attribution?")
         try:
-            rows = [ComparisonRow(**row) for row in json.loads(BACKDOOR_COMPARISON.read_text(encoding="utf-8"))]
-        except (OSError, ValueError, TypeError) as e:
+            rows = Comparison.read(BACKDOOR_COMPARISON).rows
+        except ValueError as e:
             st.info(f"The sample comparison is missing or unreadable ({e}); run one on the **Compare** page.")
             return
         st.plotly_chart(figures.comparison_chart(rows, "triggered ASR"), key="tour-compare", width="stretch")
@@ -208,8 +207,8 @@ def _report_card() -> None:
     with st.container(border=True):
         st.markdown("#### 7. Is the circuit real?")
         try:
-            card = ReportCard.from_dict(json.loads(BACKDOOR_CARD.read_text(encoding="utf-8"))["card"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            card = ReportCard.read(BACKDOOR_CARD)
+        except ValueError as e:
             st.info(f"The sample circuit's report card is missing or unreadable ({e}); build it on the **Report** "
                     "page.")
             return
