@@ -17,7 +17,7 @@ from core.model.fingerprint import fingerprint
 from core.model.generate import generate_ids
 from core.model.hooks import mask_hooks
 from core.scoring.learned import DiscoveryConfig, discover
-from core.scoring.scenario import DiscoveryError, custom_scenario
+from core.scoring.scenario import DiscoveryError, Scenario, custom_scenario
 
 
 def _circuit_for(model, heads, neurons) -> Circuit:
@@ -189,3 +189,49 @@ def test_discovery_is_deterministic_and_validates_input(tiny_models):
         discover(model, _tiny_scenario(model), DiscoveryConfig(head_budget=1.5))
     with pytest.raises(DiscoveryError, match="need a `target`"):
         custom_scenario(model, PromptSet("b", [Prompt("hi", "x", "harmful")]), PromptSet("r", []))
+
+
+def test_attribution_scores_are_the_first_order_change_of_the_objective_when_a_component_is_removed(tiny_models):
+    """attribution_scores = -dL/d(removal) at the full model, L = behaviour CE + retain CE of the full model's own
+    answers (summed per prompt, averaged over prompts): checked against central finite differences."""
+    import torch.nn.functional as F
+
+    from core.data.batches import predicts_answer, teacher_forced_batch
+    from core.model.generate import encode_prompts
+    from core.model.hooks import forward_logits
+    from core.scoring.attribution import attribution_scores
+    from core.scoring.objective import behaviour_ce
+
+    model = tiny_models["llama"]
+    tok = model.tokenizer
+    scenario = Scenario("custom", ["Tell me a story.", "How do I cook rice?"], [[5, 6, 7], [8, 9]],
+                        ["What is 2 plus 2?", "hi there"])
+    heads, neurons = attribution_scores(model, scenario, batch_size=1, answer_tokens=3)
+    answers = [a or [tok.eos_token_id] for a in generate_ids(model, scenario.retain_prompts, max_new_tokens=3)]
+
+    def objective(head_removal: torch.Tensor, neuron_removal: torch.Tensor) -> float:
+        hooks = mask_hooks(1 - head_removal, 1 - neuron_removal)
+        total = 0.0
+        with torch.no_grad():
+            for prompt, answer in zip(scenario.behaviour_prompts, scenario.behaviour_answers, strict=True):
+                ids, attn, labels = teacher_forced_batch(encode_prompts(tok, [prompt]), [answer], tok.pad_token_id)
+                total += behaviour_ce(forward_logits(model, ids, attn, hooks), labels).item() / 2
+            for prompt, answer in zip(scenario.retain_prompts, answers, strict=True):
+                ids, attn, labels = teacher_forced_batch(encode_prompts(tok, [prompt]), [answer], tok.pad_token_id)
+                full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts_answer(labels)], dim=-1)
+                masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts_answer(labels)], dim=-1)
+                total += -(full.exp() * masked).sum().item() / 2
+        return total
+
+    n_layers, n_heads = heads.shape
+    d_mlp = neurons.shape[1]
+    step = 1e-2
+    for kind, (layer, index) in (("head", (0, 1)), ("head", (1, 3)), ("neuron", (0, 7)), ("neuron", (1, 50))):
+        nudged = []
+        for sign in (1, -1):
+            head_removal, neuron_removal = torch.zeros(n_layers, n_heads), torch.zeros(n_layers, d_mlp)
+            (head_removal if kind == "head" else neuron_removal)[layer, index] = sign * step
+            nudged.append(objective(head_removal, neuron_removal))
+        derivative = (nudged[0] - nudged[1]) / (2 * step)
+        score = (heads if kind == "head" else neurons)[layer, index].item()
+        assert score == pytest.approx(-derivative, rel=2e-2, abs=1e-4), (kind, layer, index)

@@ -4,12 +4,13 @@ component is removed, i.e. -dL/d(removal) at the full model, on the same scenari
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from core.data.batches import teacher_forced_batch
+from core.data.batches import predicts_answer, teacher_forced_batch
 from core.model.generate import encode_prompts, generate_ids
 from core.model.hooks import forward_logits, mask_hooks
 from core.model.load import model_shape
-from core.scoring.objective import answer_log_probs, behaviour_ce
+from core.scoring.objective import behaviour_ce
 from core.scoring.scenario import Scenario
 from core.scoring.select import Scores
 
@@ -36,9 +37,11 @@ def attribution_scores(model, scenario: Scenario, batch_size: int = 16, answer_t
         sl = slice(start, start + batch_size)
         answers = [a or [tok.eos_token_id] for a in r_answers[sl]]
         ids, attn, labels = teacher_forced_batch(r_heads[sl], answers, tok.pad_token_id, device)
-        full, masked = answer_log_probs(model, ids, attn, labels, hooks)
+        # Nothing is removed yet, so the hooked forward is the full model's (keep = 1 exactly): its detached
+        # log-probabilities are the full model's, without a second forward.
+        masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts_answer(labels)], dim=-1)
         # The KL's gradient is zero at the full model; its second-order curvature is what protects retain
         # behaviour, so we use the CE of the full model's answers, whose gradient is informative there.
-        loss = -(full.exp() * masked).sum()
+        loss = -(masked.detach().exp() * masked).sum()
         (loss / len(r_heads)).backward()
     return -head_removal.grad.detach().cpu(), -neuron_removal.grad.detach().cpu()
