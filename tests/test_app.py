@@ -502,6 +502,8 @@ def test_every_page_renders_from_an_old_style_link_and_the_page_leaves_the_query
         titles[page] = at.title[0].value
         assert "page" not in at.query_params  # the URL path names the page now
         assert at.query_params["circuit"] == str(tiny_circuit_file)
+        if page == "start":  # the way in says how long the tour is, as it grows
+            assert any(c.startswith(f"{len(tour.STEPS)} short steps") for c in texts(at, "caption"))
     assert titles["playground"] == "Playground" and titles["start"] == "SafeSeek Explorer"
     assert len(set(titles.values())) == len(PAGES)
 

@@ -10,6 +10,7 @@ from core.evaluation.live import preset
 from core.evaluation.metrics import format_percent
 from core.model.load import ModelLoadError
 from explorer import nav, state, ui
+from explorer.views import tour
 
 HEADLINE_MODEL = "organism"
 HEADLINE_CIRCUIT = SAMPLE_CIRCUITS_DIR / "organism-backdoor.json"
@@ -27,8 +28,9 @@ def render() -> None:
     if left.button("Start the guided tour", type="primary", key="home-tour", icon=":material/school:",
                    width="stretch"):
         nav.go("tour")
-    right.caption("Five short steps on the bundled model organism: see a backdoor, find its circuit, switch it "
-                  "off. Or go straight to the **Playground** and click heads on and off.")
+    right.caption(f"{len(tour.STEPS)} short steps on the bundled model organism: see a backdoor, find its circuit, "
+                  "switch it off, weigh it against baselines and check that it is real. Or go straight to the "
+                  "**Playground** and click heads on and off.")
     with st.expander("What the words mean"):
         st.markdown("\n".join(f"- **{term}**: {text}" for term, text in ui.GLOSSARY.items()))
 
