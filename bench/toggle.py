@@ -4,7 +4,9 @@ Run `python bench/toggle.py [--model PATH] [--toggles 10] [--prompts triggered]`
 assets/organism. It measures exactly what the Playground runs after a click (core.evaluation.live.measure, without the
 app's result cache): the ablated model judged on 64 held-out prompts (judging-length generation; the 8 shown answers
 are among them) plus the small utility sample. The full model's answers are computed once beforehand, as the app
-caches them. Each toggle switches one more random head off, so every measurement is a new selection.
+caches them. Each toggle switches one more random head off, so every measurement is a new selection. The same
+toggles also run with the full model's answers as the only drafts (the baseline, interleaved in this process), to
+show what checking the previous selections' answers (core.evaluation.live.RecentAnswers) saves.
 """
 
 from __future__ import annotations
@@ -56,19 +58,28 @@ def main(argv: list[str] | None = None) -> int:
 
     heads = [(layer, head) for layer in range(shape.n_layers) for head in range(shape.n_heads)]
     order = random.Random(args.seed).sample(heads, min(args.toggles, len(heads)))
-    live.measure(model, shape, Selection().toggle_head(*order[0]), full)  # warm-up (first-call overheads)
-    selection, times = Selection(), []
-    for layer, head in order:
+    # Warm-up (first-call overheads) on its own reports, so that no toggle below finds its own answers stored.
+    live.measure(model, shape, Selection().toggle_head(*order[0]), live.FullReports(full.behaviour, full.utility))
+    # The same toggles twice, interleaved: as the app measures them (the latest selections' answers are checked as
+    # drafts, live.RecentAnswers) and with the full model's answers as the only drafts (the baseline).
+    runs = {"app": live.FullReports(full.behaviour, full.utility),
+            "baseline": live.FullReports(full.behaviour, full.utility, live.RecentAnswers(size=0))}
+    selection, times = Selection(), {name: [] for name in runs}
+    for step, (layer, head) in enumerate(order):
         selection = selection.toggle_head(layer, head)
-        result = live.measure(model, shape, selection, full)
-        times.append(result.seconds)
+        for name in (list(runs) if step % 2 == 0 else list(runs)[::-1]):
+            result = live.measure(model, shape, selection, runs[name])
+            times[name].append(result.seconds)
         print(f"  off: {selection.text():<60} {result.rate_name} {100 * result.rate_ablated:5.1f}%  "
-              f"utility {100 * (result.utility_ablated or 0):5.1f}%  {result.seconds:.3f} s")
-    median = statistics.median(times)
+              f"utility {100 * (result.utility_ablated or 0):5.1f}%  {times['app'][-1]:.3f} s "
+              f"(baseline {times['baseline'][-1]:.3f} s)")
+    median, baseline = (statistics.median(times[name]) for name in runs)
     print(f"toggle -> updated {full.behaviour.max_new_tokens}-token answers on {len(behaviour)} prompts "
-          f"(+{len(utility)} utility): median {median:.3f} s over {len(times)} toggles "
-          f"(min {min(times):.3f}, max {max(times):.3f}); ratio to the {TARGET_SECONDS} s target: "
+          f"(+{len(utility)} utility): median {median:.3f} s over {len(order)} toggles "
+          f"(min {min(times['app']):.3f}, max {max(times['app']):.3f}); ratio to the {TARGET_SECONDS} s target: "
           f"{median / TARGET_SECONDS:.2f}")
+    print(f"baseline (the full model's answers as the only drafts): median {baseline:.3f} s; app / baseline: "
+          f"{median / baseline:.2f}")
     return 0
 
 

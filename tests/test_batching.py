@@ -106,8 +106,18 @@ def test_generation_from_drafts_equals_step_by_step_generation(arch, tiny_models
         assert from_drafts == step_by_step
     assert from_drafts[0] == full
     assert len({str(rows) for rows in step_by_step}) > 1  # the masks changed some answers
+    # Each mask its own drafts (another mask's answers, its own, none): still every mask's own greedy answers.
+    n_masks = heads.shape[0]
+    mask_drafts = [step_by_step[(m + 1) % n_masks] if m % 3 == 0 else step_by_step[m] if m % 3 == 1 else None
+                   for m in range(n_masks)]
+    assert generate_ids_per_mask(model, PROMPTS, heads, neurons, max_new_tokens=6, batch_size=2, max_rows=4,
+                                 drafts=full, mask_drafts=mask_drafts) == step_by_step
     with pytest.raises(ValueError, match="one answer per prompt"):
         generate_ids_per_mask(model, PROMPTS, heads, neurons, drafts=full[:2])
+    with pytest.raises(ValueError, match="one entry per mask"):
+        generate_ids_per_mask(model, PROMPTS, heads, neurons, drafts=full, mask_drafts=mask_drafts[:1])
+    with pytest.raises(ValueError, match="next to drafts"):
+        generate_ids_per_mask(model, PROMPTS, heads, neurons, mask_drafts=mask_drafts)
 
 
 def test_evaluating_many_removed_circuits_at_once_equals_evaluating_each(organism):
@@ -262,3 +272,24 @@ def test_concurrent_toggles_are_served_together_and_equal_each_alone(organism, o
     assert served[1].pairs == served[4].pairs
     assert [p.ablated for p in served[0].pairs] == [p.full for p in served[0].pairs]
     assert not any(point.fwd_hooks for point in organism.hook_dict.values())  # nothing left on the shared model
+
+
+def test_a_chain_of_toggles_checks_the_last_selections_answers_and_gets_each_ones_own(organism, organism_full):
+    shape = ModelShape(organism.cfg.n_layers, organism.cfg.n_heads, organism.cfg.d_mlp)
+    full = live.FullReports(organism_full.behaviour, organism_full.utility)  # its own (empty) recent answers
+    behaviour = PromptSet("b", [j.prompt for j in organism_full.behaviour.judgements])
+    selection = Selection()
+    for step, (layer, head) in enumerate([(0, 2), (3, 0), (2, 0), (3, 2)]):
+        selection = selection.toggle_head(layer, head)
+        # From the second toggle on, the previous selection (one head away) is nearer than the full model.
+        assert (full.recent.nearest(selection) is not None) == (step > 0)
+        result = live.measure(organism, shape, selection, full)
+        alone = evaluate(organism, behaviour, hooks=selection.hooks(shape), batch_size=64,
+                         max_new_tokens=organism_full.behaviour.max_new_tokens)
+        assert [p.ablated for p in result.pairs] == [j.response for j in alone.judgements], selection.text()
+    assert live.RecentAnswers(size=2).nearest(selection) is None
+    recent = live.RecentAnswers(size=2)
+    for index in range(3):
+        recent.add(Selection().toggle_head(0, index), [[index]])
+    assert recent.nearest(Selection().toggle_head(0, 0).toggle_head(0, 1)) == [[1]]  # the oldest one was dropped
+    assert recent.nearest(Selection().toggle_head(5, 5)) is None  # two away: the full model (one away) is nearer

@@ -6,9 +6,11 @@ The full model's reports do not depend on the selection: callers compute them on
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.circuit.circuit import Circuit, keep_masks
 from core.circuit.selection import Selection, SelectionError
@@ -22,6 +24,7 @@ from core.scoring.random import random_components
 from core.scoring.select import top_k
 
 FREE_TEXT_TOKENS = 32
+RECENT_ANSWERS = 32  # selections whose answers are kept as drafts (each a few thousand token ids)
 BATCH_SIZE = 64  # prompts per generation batch, for the full model and every ablation alike
 PRESETS = ("none", "whole circuit", "top-k", "random (same size)")
 
@@ -36,16 +39,48 @@ def success_rate(report: EvalReport) -> float:
     return sum(j.success for j in report.judgements) / len(report.judgements)
 
 
+class RecentAnswers:
+    """The answers (token ids) of the last selections measured on one prompt set, kept as drafts for the next
+    measurement: a toggle switches one component, so once several are off the previous selection's answers are
+    nearer the next one's than the full model's are. Shared by every session measuring on the same FullReports."""
+
+    def __init__(self, size: int = RECENT_ANSWERS):
+        self.size = size
+        self._answers: OrderedDict[Selection, list[list[int]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def nearest(self, selection: Selection) -> list[list[int]] | None:
+        """The answers of the stored selection that switches the fewest components differently from `selection`, if
+        it is nearer than the full model (which differs by every component `selection` switches off)."""
+        def distance(other: Selection) -> int:
+            return len(selection.heads ^ other.heads) + len(selection.neurons ^ other.neurons)
+
+        with self._lock:
+            if not self._answers:
+                return None
+            nearest = min(self._answers, key=distance)
+            return self._answers[nearest] if distance(nearest) < selection.size else None
+
+    def add(self, selection: Selection, answers: list[list[int]]) -> None:
+        with self._lock:
+            self._answers[selection] = answers
+            self._answers.move_to_end(selection)
+            while len(self._answers) > self.size:
+                self._answers.popitem(last=False)
+
+
 @dataclass
 class FullReports:
     """The full model's answers: computed once per model and prompt set, reused by every toggle.
 
     The reports keep the answers' token ids: they are the drafts an ablated model's answers are checked against
-    (core.model.generate.generate_ids_per_mask), as most ablations leave most answers as they were.
+    (core.model.generate.generate_ids_per_mask), as most ablations leave most answers as they were; `recent` adds the
+    latest selections' answers, nearer drafts for the next toggle.
     """
 
     behaviour: EvalReport
     utility: EvalReport
+    recent: RecentAnswers = field(default_factory=lambda: RecentAnswers(), compare=False, repr=False)
 
 
 def full_reports(model, behaviour: PromptSet, utility: PromptSet) -> FullReports:
@@ -110,7 +145,10 @@ def measure_many(model, shape: ModelShape, selections: Sequence[Selection], full
         # One generation at the longer length; a greedy answer cut to the shorter one is that length's answer.
         ids = generate_ids_per_mask(model, [p.prompt for prompts, _ in sets for p in prompts], head_keeps,
                                     neuron_keeps, max_new_tokens=max(length for _, length in sets),
-                                    batch_size=batch_size, drafts=full.behaviour.token_ids + full.utility.token_ids)
+                                    batch_size=batch_size, drafts=full.behaviour.token_ids + full.utility.token_ids,
+                                    mask_drafts=[full.recent.nearest(s) for s in masked])
+        for selection, rows in zip(masked, ids, strict=True):
+            full.recent.add(selection, rows)
         split = len(sets[0][0])
         for selection, rows in zip(masked, ids, strict=True):
             reports[selection] = tuple(

@@ -335,6 +335,7 @@ def generate_ids_per_mask(
     chat: bool = True,
     max_rows: int = 1024,
     drafts: Sequence[list[int]] | None = None,
+    mask_drafts: Sequence[Sequence[list[int]] | None] | None = None,
     progress: Progress | None = None,
 ) -> list[list[list[int]]]:
     """Greedy new-token ids of the same `prompts` under each of M zero-ablation masks, sharing forward passes.
@@ -349,6 +350,8 @@ def generate_ids_per_mask(
     expected: where it pays (`masks_per_check`), each row first checks its draft in one forward (`_check_drafts`) and
     decodes step by step only from where the masked model goes another way. The ids are the same greedy answers;
     most ablations change few of them, so this saves most of the per-step cost of decoding every answer.
+    `mask_drafts[m]`, where given, replaces `drafts` for mask m (e.g. the answers of a mask one component away,
+    closer than the full model's); the batches are still planned from `drafts`, so they do not change with it.
     `progress(done, total)` is called after each batch of prompts (before the step-by-step part that rows leaving
     their drafts need).
     """
@@ -359,6 +362,13 @@ def generate_ids_per_mask(
     _validate(prompts, max_new_tokens, batch_size)
     if drafts is not None and len(drafts) != len(prompts):
         raise ValueError(f"drafts must give one answer per prompt: {len(drafts)} drafts for {len(prompts)} prompts")
+    if mask_drafts is not None and (drafts is None or len(mask_drafts) != n_masks
+                                    or any(d is not None and len(d) != len(prompts) for d in mask_drafts)):
+        raise ValueError("mask_drafts must give, next to drafts, one entry per mask: None or one answer per prompt")
+
+    def draft(m: int, i: int) -> list[int]:
+        chosen = mask_drafts[m] if mask_drafts is not None and mask_drafts[m] is not None else drafts
+        return list(chosen[i])[:max_new_tokens]
     if not prompts or n_masks == 0:
         return [[[] for _ in prompts] for _ in range(n_masks)]
     encoded, batches = _plan(model, prompts, max_new_tokens, batch_size, chat, drafts)
@@ -369,7 +379,7 @@ def generate_ids_per_mask(
     with model_lock(model), torch.inference_mode():
         for batches_done, batch in enumerate(batches, start=1):
             per_check = None if drafts is None else masks_per_check(
-                model, len(batch), n_masks, max(min(len(drafts[i]), max_new_tokens) for i in batch), max_rows,
+                model, len(batch), n_masks, max(len(draft(m, i)) for m in range(n_masks) for i in batch), max_rows,
                 prompt_tokens=max(len(encoded[i]) for i in batch))
             check = per_check is not None
             per_forward = per_check if check else max(1, max_rows // len(batch))
@@ -379,8 +389,7 @@ def generate_ids_per_mask(
                 masks = _row_masks(head_keeps, neuron_keeps, rows)
                 with hooked(model, masks.hooks()):
                     if check:
-                        outputs, complete, state = _check_drafts(model, prompt_ids,
-                                                                 [list(drafts[i])[:max_new_tokens] for _, i in rows],
+                        outputs, complete, state = _check_drafts(model, prompt_ids, [draft(m, i) for m, i in rows],
                                                                  max_new_tokens, stop_ids)
                         if state is not None:  # its rows now count from the first unfinished one of this call
                             state.live = [len(unfinished) + n for n in range(len(state.live))]
