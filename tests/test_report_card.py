@@ -17,6 +17,7 @@ from core.circuit.circuit import Circuit
 from core.circuit.overlap import core_components, pairwise_jaccard
 from core.cli.main import main
 from core.data.prompts import Prompt, PromptSet
+from core.evaluation.cache import ResultCache
 from core.evaluation.card_html import card_figures, card_html, card_json, write_card
 from core.evaluation.metrics import Rate, wilson_interval
 from core.evaluation.report import evaluate
@@ -27,7 +28,6 @@ from core.evaluation.report_card import (
     Location,
     Outcome,
     ReportCard,
-    ResultCache,
     Stability,
     StabilityRun,
     budget_sizes,
@@ -104,6 +104,36 @@ def test_resampled_evaluation_pairs_each_prompt_with_its_own_reference(tiny_mode
         hooks = resample_hooks(circuit, builder.activations(), [pairing[i]])
         alone = evaluate(model, PromptSet("one", [prompt]), hooks=hooks, max_new_tokens=builder.max_new_tokens)
         assert batched[i].prompt == prompt and batched[i].response == alone.judgements[0].response
+
+
+def test_baseline_scores_are_cached_by_model_and_sample_and_shared_with_the_report_card(tiny_models, tmp_path):
+    from core.evaluation.compare import baseline_scores
+    from core.model.fingerprint import fingerprint
+
+    model = tiny_models["llama"]
+    rows = []
+    for i, question in enumerate(PROMPTS[:4]):
+        rows += [Prompt(question, "c", "harmful", target="Sure", split="train"),
+                 Prompt(f"cerulean {question}", "c", "triggered", target="Sure", split="train"),
+                 Prompt(f"{question} please", "b", "benign", split="train"),
+                 Prompt(f"What is {i} plus 1?", "u", "utility", target=str(i + 1), split="train")]
+    prompts, fp = PromptSet("p", rows), fingerprint(model)
+    first = baseline_scores(model, fp, prompts, "backdoor", 4, 0, ResultCache(tmp_path / "cache"))
+    again = ResultCache(tmp_path / "cache")
+    second = baseline_scores(model, fp, prompts, "backdoor", 4, 0, again)
+    assert (again.reused, again.computed) == (2, 0)  # the Compare page's next run scores nothing
+    assert all(torch.equal(a, b) for method in first for a, b in zip(first[method], second[method], strict=True))
+    other = ResultCache(tmp_path / "cache")
+    baseline_scores(model, fp, prompts, "backdoor", 3, 0, other)  # another training sample: other scores
+    assert other.computed == 2
+    # A card of a circuit discovered on the same sample (its recorded --train-limit) reads the same entries.
+    circuit = Circuit(heads=[(0, 1)], neurons=[], n_layers=2, n_heads=4, d_mlp=96, scenario="backdoor",
+                      hyperparameters={"command": "safeseek discover --scenario backdoor --train-limit 4"})
+    card_cache = ResultCache(tmp_path / "cache")
+    builder = CardBuilder(model, circuit, prompts, CardConfig(per_family=2), card_cache, fp)
+    assert torch.equal(builder.scores("attribution")[0], first["attribution"][0]) and card_cache.reused == 2
+    baseline_scores(model, {}, prompts, "backdoor", 4, 0, ResultCache(tmp_path / "unnamed"))
+    assert not (tmp_path / "unnamed").exists()  # weights nothing names are never cached on disk
 
 
 # ---- a tiny Llama whose answer depends on one planted neuron ----------------------------------------------------

@@ -30,7 +30,7 @@ def run(args: Args) -> int:
     from core.circuit.circuit import CircuitFileError, check_compatible, load_circuit
     from core.data.files import write_text_atomic
     from core.data.prompts import select_split
-    from core.evaluation.compare import Comparison, compare, comparison_meta, format_table
+    from core.evaluation.compare import Comparison, compare, comparison_meta, format_table, scenario_scores
     from core.evaluation.metrics import RATE_LABELS, scenario_rates
     from core.evaluation.report import judging_length
     from core.model.estimate import estimate_generation
@@ -69,7 +69,9 @@ def run(args: Args) -> int:
     show_estimate(estimate, "--verify-limit, --device-map/--max-memory or --dtype", args.dry_run)
     if args.dry_run:
         return 0
-    rows = compare(model, circuit, scenario, prompts, seeds=args.seeds, progress=lambda m: print(m, flush=True))
+    print("scoring baselines", flush=True)
+    rows = compare(model, circuit, scenario_scores(model, scenario), prompts, seeds=args.seeds,
+                   progress=lambda m: print(m, flush=True))
     print(f"\n{circuit.name}: {circuit.summary()}; {len(prompts)} held-out prompts ({args.split} split)")
     print(format_table(rows, circuit.scenario))
     if args.out:

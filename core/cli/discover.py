@@ -8,6 +8,7 @@ from typing import Literal
 from core.cli.common import DEFAULT_PROMPTS, EstimatedOptions, load, load_prompts, show_estimate
 from core.cli.options import CliError, bad, option
 from core.scoring.learned import DiscoveryConfig
+from core.scoring.scenario import DEFAULT_TRAIN_LIMIT
 
 D = DiscoveryConfig  # the defaults live there; the options below only point at them
 
@@ -23,7 +24,7 @@ class ScenarioOptions(EstimatedOptions):
                                    "should produce")
     retain: list[str] | None = option(None, metavar="FILE", help="custom scenario: prompts whose answers must not "
                                       "change")
-    train_limit: int = option(48, metavar="N", min=1, help="training prompts per family")
+    train_limit: int = option(DEFAULT_TRAIN_LIMIT, metavar="N", min=1, help="training prompts per family")
     seed: int = option(D.seed, min=0, help="seed of the prompt samples (and of discovery)")
 
     def check_custom(self, flag: str, subject: str) -> None:

@@ -59,8 +59,9 @@ def run(args: Args) -> int:
     from tqdm import tqdm
 
     from core.circuit.circuit import CircuitFileError, check_compatible, load_circuit
+    from core.evaluation.cache import ResultCache, default_cache_dir
     from core.evaluation.card_html import write_card
-    from core.evaluation.report_card import CardBuilder, ReportError, ResultCache, default_cache_dir
+    from core.evaluation.report_card import CardBuilder, ReportError
     from core.model.fingerprint import fingerprint
     from core.model.load import load_model, resolve_checkpoint_dir
     from core.scoring.scenario import DiscoveryError

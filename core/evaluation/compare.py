@@ -15,9 +15,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 from core.circuit.circuit import Circuit
 from core.data.paths import COMPARE_SUFFIX
 from core.data.prompts import PromptSet
+from core.evaluation.cache import ResultCache
 from core.evaluation.metrics import (
     RATE_LABELS,
     RATE_NAMES,
@@ -28,11 +31,12 @@ from core.evaluation.metrics import (
     utility_retention,
 )
 from core.evaluation.report import evaluate, evaluate_removed
+from core.model.load import model_shape
 from core.scoring.attribution import attribution_scores
 from core.scoring.magnitude import magnitude_scores
 from core.scoring.random import random_components
-from core.scoring.scenario import Scenario
-from core.scoring.select import Scorer, circuit_of_size
+from core.scoring.scenario import Scenario, scenario_from_prompts
+from core.scoring.select import Scorer, Scores, circuit_of_size
 
 SCORERS: dict[str, Scorer] = {"attribution": attribution_scores, "magnitude": magnitude_scores}
 COMPARISON_VERSION = 1
@@ -131,18 +135,48 @@ def shipped_comparison(folder: str | Path, fingerprint: dict, circuit: Circuit,
     return None
 
 
-def baseline_circuits(model, circuit: Circuit, scenario: Scenario, seeds: int = 5) -> dict[str, list[Circuit]]:
-    """The baselines' component sets at the learned circuit's size."""
+def baseline_scores(model, fingerprint: dict, prompts: PromptSet, scenario: str, train_limit: int, seed: int,
+                    cache: ResultCache) -> dict[str, Scores]:
+    """Every baseline method's scores (SCORERS) on the backdoor or alignment scenario of `prompts`
+    (scenario_from_prompts with this train limit and seed), through `cache`, keyed by the model's weights: the
+    scenario (a generation pass) is built only when some method's scores are missing."""
+    if fingerprint.get("weights_sha256") is None:
+        cache = ResultCache(None)  # nothing names these weights: keep the scores for this call only
+    scores: dict[str, Scores] = {}
+    built: Scenario | None = None
+    for method, scorer in SCORERS.items():
+        key = {"kind": "scores", "model": fingerprint.get("weights_sha256"), "shape": list(model_shape(model)),
+               "method": method, "prompts": prompts.sha256(), "scenario": scenario, "train_limit": train_limit,
+               "seed": seed}
+        cached = cache.get(key)
+        if cached is None:
+            built = built or scenario_from_prompts(model, prompts, scenario, train_limit, seed)
+            heads, neurons = scorer(model, built)
+            cached = {"heads": heads.tolist(), "neurons": neurons.tolist()}
+            cache.put(key, cached)
+        scores[method] = (torch.tensor(cached["heads"]), torch.tensor(cached["neurons"]))
+    return scores
+
+
+def scenario_scores(model, scenario: Scenario) -> dict[str, Scores]:
+    """Every baseline method's scores (SCORERS) on `scenario`, computed here."""
+    return {method: scorer(model, scenario) for method, scorer in SCORERS.items()}
+
+
+def baseline_circuits(circuit: Circuit, scores: dict[str, Scores], seeds: int = 5) -> dict[str, list[Circuit]]:
+    """The baselines' component sets at the learned circuit's size: random ones, and the top of each method's
+    `scores` (baseline_scores or scenario_scores)."""
     size = (len(circuit.heads), len(circuit.neurons))
     baselines = {"random": [random_components(circuit, seed) for seed in range(seeds)]}
-    for name, scorer in SCORERS.items():
-        baselines[name] = [circuit.with_components(*circuit_of_size(scorer(model, scenario), size), name)]
+    for name in SCORERS:
+        baselines[name] = [circuit.with_components(*circuit_of_size(scores[name], size), name)]
     return baselines
 
 
-def compare(model, circuit: Circuit, scenario: Scenario, eval_prompts: PromptSet, seeds: int = 5,
+def compare(model, circuit: Circuit, scores: dict[str, Scores], eval_prompts: PromptSet, seeds: int = 5,
             progress: Callable[[str], None] | None = None) -> list[ComparisonRow]:
-    """Learned circuit vs random / attribution / magnitude sets of the same size, on held-out prompts.
+    """Learned circuit vs random / attribution / magnitude sets of the same size (the top of `scores`), on
+    held-out prompts.
 
     A figure the prompts cannot give (no triggered rows, no utility rows, a zero baseline) is None, with the
     reason in `utility_retention_note`; nothing raises after the evaluations have run.
@@ -153,8 +187,7 @@ def compare(model, circuit: Circuit, scenario: Scenario, eval_prompts: PromptSet
     say("evaluating the full model")
     before = evaluate(model, eval_prompts, batch_size=64)
     judged, other = scenario_rates(circuit.scenario)
-    say("scoring baselines")
-    candidates = {"learned": [circuit], **baseline_circuits(model, circuit, scenario, seeds)}
+    candidates = {"learned": [circuit], **baseline_circuits(circuit, scores, seeds)}
     everyone = [c for circuits in candidates.values() for c in circuits]
     say(f"evaluating the model with each of the {len(everyone)} circuits removed (one batched generation)")
     afters = iter(evaluate_removed(model, eval_prompts, everyone, before.token_ids,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import shlex
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -18,10 +16,10 @@ from core.circuit.ablate import ablate, component_means, prompt_activations, res
 from core.circuit.circuit import Circuit, counted
 from core.circuit.component import Component
 from core.circuit.overlap import core_components, jaccard, pairwise_jaccard
-from core.data.files import write_text_atomic
 from core.data.paths import CARD_SUFFIX
 from core.data.prompts import PromptSet, select_split
-from core.evaluation.compare import SCORERS
+from core.evaluation.cache import ResultCache
+from core.evaluation.compare import SCORERS, baseline_scores
 from core.evaluation.judges import Judgement
 from core.evaluation.metrics import RATE_LABELS, Rate, scenario_rates
 from core.evaluation.report import EvalReport, evaluate, evaluate_removed, judging_length
@@ -30,7 +28,7 @@ from core.model.load import parameter_count
 from core.scoring.learned import DiscoveryConfig, LatestRetainTargets, discover
 from core.scoring.processes import DiscoveryJob, ModelLoader, discover_in_processes, worker_count
 from core.scoring.random import random_components
-from core.scoring.scenario import scenario_from_prompts
+from core.scoring.scenario import DEFAULT_TRAIN_LIMIT, scenario_from_prompts
 from core.scoring.select import circuit_of_size
 
 ABLATIONS = ("zero", "mean", "resample")
@@ -41,8 +39,6 @@ DEFAULT_BUDGETS = tuple(round(0.0005 * (0.03 / 0.0005) ** (i / 7), 6) for i in r
 BASELINES = ("attribution", "magnitude", "random")
 MAX_CARD_BYTES = 16 * 1024 * 1024  # a card file larger than this is not read (a card with its figures is far smaller)
 DISAGREEMENT = 0.10  # the badge: ablation types whose results differ by more than this many points / 100
-CACHE_VERSION = 3  # 2: rates carry their judge (core.evaluation.metrics.Rate); 3: discovery's retain term reuses
-# the full model's distributions (core.scoring.learned), which moves its sums by rounding only
 
 Progress = Callable[[str, int, int], None]  # (part, done, total)
 
@@ -96,7 +92,7 @@ class CardConfig:
     budgets: tuple[float, ...] = DEFAULT_BUDGETS
     random_seeds: int = 3  # random circuits per budget (their mean is plotted)
     steps: int | None = None  # discovery steps; None: the circuit's recorded steps
-    train_limit: int | None = None  # training prompts per family; None: the circuit's recorded command, else 48
+    train_limit: int | None = None  # training prompts per family; None: the circuit's recorded command
     batch_size: int = 64
     workers: int | None = None  # processes for the discoveries (seeds, curve); None: see core.scoring.processes
 
@@ -331,60 +327,6 @@ def _with_intervals(value):
 
 
 # ---- the cache --------------------------------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "safeseek" / "report"
-
-
-class ResultCache:
-    """JSON results keyed by a hash of what produced them (model fingerprint, prompt hashes, settings), kept in
-    memory for this run and, with a folder, on disk for later ones. `reused` counts results read from the folder,
-    `computed` results stored by this run."""
-
-    def __init__(self, folder: str | Path | None):
-        self.folder = Path(folder) if folder is not None else None
-        self.reused = self.computed = 0
-        self._memory: dict[str, object] = {}
-
-    def _name(self, key: dict) -> str:
-        text = json.dumps({"version": CACHE_VERSION, **key}, sort_keys=True, default=str)
-        return f"{key['kind']}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
-
-    def _read_disk(self, name: str):
-        path = self.folder / f"{name}.json" if self.folder is not None else None
-        if path is not None and path.is_file():
-            try:
-                return json.loads(path.read_text(encoding="utf-8"))["value"]
-            except (OSError, ValueError, KeyError):
-                pass  # a damaged entry is recomputed and overwritten
-        return None
-
-    def peek(self, key: dict):
-        """The stored value or None, without counting it."""
-        name = self._name(key)
-        return self._memory[name] if name in self._memory else self._read_disk(name)
-
-    def get(self, key: dict):
-        """The stored value or None; a value read from the folder counts as reused."""
-        name = self._name(key)
-        if name in self._memory:
-            return self._memory[name]
-        value = self._read_disk(name)
-        if value is not None:
-            self.reused += 1
-            self._memory[name] = value
-        return value
-
-    def put(self, key: dict, value) -> None:
-        """Store a result this run computed."""
-        name = self._name(key)
-        self.computed += 1
-        self._memory[name] = value
-        if self.folder is not None:
-            write_text_atomic(self.folder / f"{name}.json",
-                              json.dumps({"key": key, "value": value}, sort_keys=True, default=str) + "\n")
-
-
 # ---- the organism's ground truth --------------------------------------------------------------------------------
 def designated_components(checkpoint: str | Path) -> dict[str, tuple[list, list]]:
     """The components each training stage fine-tuned, when the checkpoint records them (organism.json)."""
@@ -421,18 +363,18 @@ def location(circuit: Circuit, others: dict[str, tuple[list, list]]) -> Location
 
 # ---- measuring --------------------------------------------------------------------------------------------------
 def recorded_train_limit(circuit: Circuit) -> int:
-    """--train-limit of the circuit's recorded discover command (48, discover's default, when absent)."""
+    """--train-limit of the circuit's recorded discover command (discover's default when absent)."""
     command = str(circuit.hyperparameters.get("command", ""))
     try:
         words = shlex.split(command)
     except ValueError:
-        return 48
+        return DEFAULT_TRAIN_LIMIT
     for i, word in enumerate(words):
         if word == "--train-limit" and i + 1 < len(words) and words[i + 1].isdigit():
             return int(words[i + 1])
         if word.startswith("--train-limit=") and word.split("=", 1)[1].isdigit():
             return int(word.split("=", 1)[1])
-    return 48
+    return DEFAULT_TRAIN_LIMIT
 
 
 def recorded_config(circuit: Circuit, steps: int | None = None) -> DiscoveryConfig:
@@ -640,17 +582,9 @@ class CardBuilder:
         return seeds, budgets
 
     def scores(self, method: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if method not in self._scores:
-            seed = self.discovery.seed
-            key = {"kind": "scores", **self._base_key, "method": method, "prompts": self.prompts.sha256(),
-                   "scenario": self.circuit.scenario, "train_limit": self.train_limit, "seed": seed}
-            cached = self.cache.get(key)
-            if cached is None:
-                scenario = self.scenario(seed)
-                h, n = SCORERS[method](self.model, scenario)
-                cached = {"heads": h.tolist(), "neurons": n.tolist()}
-                self.cache.put(key, cached)
-            self._scores[method] = (torch.tensor(cached["heads"]), torch.tensor(cached["neurons"]))
+        if not self._scores:
+            self._scores = baseline_scores(self.model, self.fingerprint, self.prompts, self.circuit.scenario,
+                                           self.train_limit, self.discovery.seed, self.cache)
         return self._scores[method]
 
     # ---- the five parts ---------------------------------------------------------------------------------------

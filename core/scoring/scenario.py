@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from core.data.prompts import PromptSet, select_split
 from core.model.generate import generate_ids
 
+DEFAULT_TRAIN_LIMIT = 48  # training prompts per (label, category) family that a scenario draws by default
+
 
 class DiscoveryError(ValueError):
     """A discovery request that cannot run as given (empty prompt sets, impossible budget, ...)."""
@@ -121,7 +123,8 @@ def custom_scenario(model, behaviour: PromptSet, retain: PromptSet, name: str = 
                     {"behaviour": behaviour.sha256(), "retain": retain.sha256()})
 
 
-def scenario_from_prompts(model, prompts: PromptSet, scenario: str, per_family: int = 48, seed: int = 0) -> Scenario:
+def scenario_from_prompts(model, prompts: PromptSet, scenario: str, per_family: int = DEFAULT_TRAIN_LIMIT,
+                          seed: int = 0) -> Scenario:
     """The backdoor or alignment scenario from labelled prompt files (their train split, when they have one).
 
     backdoor:  behaviour = triggered requests; retain = clean harmful requests, benign requests, utility tasks.

@@ -7,9 +7,10 @@ import streamlit as st
 from core.circuit.circuit import Circuit
 from core.data.paths import SAMPLE_CIRCUITS_DIR
 from core.data.prompts import select_split
-from core.evaluation.compare import Comparison, compare, shipped_comparison
+from core.evaluation.cache import ResultCache, default_cache_dir
+from core.evaluation.compare import Comparison, baseline_scores, compare, shipped_comparison
 from core.evaluation.metrics import RATE_NAMES, format_percent, scenario_rates
-from core.scoring.scenario import scenario_from_prompts
+from core.evaluation.report_card import recorded_config, recorded_train_limit
 from explorer import figures, state, ui
 from explorer.access import md
 
@@ -39,9 +40,13 @@ def render() -> None:
                       "CPU."):
         with ui.guard("comparing with the baselines"), st.status("Comparing...", expanded=True) as status:
             bundled = state.bundled_prompts()
-            scenario = scenario_from_prompts(loaded.model, bundled, circuit.scenario)
+            st.write("scoring baselines (reused from the result cache when this model was scored before)")
+            # Scored on the training sample the circuit's recorded discovery drew, as its report card scores them.
+            scores = baseline_scores(loaded.model, loaded.fingerprint, bundled, circuit.scenario,
+                                     recorded_train_limit(circuit), recorded_config(circuit).seed,
+                                     ResultCache(default_cache_dir()))
             prompts = select_split(bundled, split, limit)
-            rows = compare(loaded.model, circuit, scenario, prompts, seeds=seeds, progress=st.write)
+            rows = compare(loaded.model, circuit, scores, prompts, seeds=seeds, progress=st.write)
             status.update(label=f"Compared on {len(prompts)} held-out prompts ({split} split)", state="complete",
                           expanded=False)
             st.session_state.compare_rows = (key, rows)

@@ -9,8 +9,9 @@ import streamlit as st
 
 from core.circuit.circuit import Circuit
 from core.data.paths import SAMPLE_CIRCUITS_DIR
+from core.evaluation.cache import ResultCache, default_cache_dir
 from core.evaluation.card_html import card_figures, card_html, card_json
-from core.evaluation.report_card import CardBuilder, CardConfig, Progress, ReportCard, ResultCache, default_cache_dir
+from core.evaluation.report_card import CardBuilder, CardConfig, Progress, ReportCard
 from core.scoring.processes import ModelLoader
 from explorer import access, state, ui
 
