@@ -21,11 +21,13 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session", autouse=True)
 def app_folders(tmp_path_factory: pytest.TempPathFactory):
-    """The explorer's circuit store and runs folder in temp folders (never the user's cache), also for app servers
-    that the browser tests start (they inherit the environment)."""
-    saved = {name: os.environ.get(name) for name in ("SAFESEEK_CIRCUIT_STORE", "SAFESEEK_RUNS")}
+    """The explorer's circuit store, runs folder and result cache in temp folders (never the user's cache), also for
+    app servers that the browser tests start (they inherit the environment)."""
+    names = ("SAFESEEK_CIRCUIT_STORE", "SAFESEEK_RUNS", "SAFESEEK_REPORT_CACHE")
+    saved = {name: os.environ.get(name) for name in names}
     os.environ["SAFESEEK_CIRCUIT_STORE"] = str(tmp_path_factory.mktemp("circuit-store"))
     os.environ["SAFESEEK_RUNS"] = str(tmp_path_factory.mktemp("runs"))
+    os.environ["SAFESEEK_REPORT_CACHE"] = str(tmp_path_factory.mktemp("report-cache"))
     yield
     for name, value in saved.items():
         if value is None:

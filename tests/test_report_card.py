@@ -106,6 +106,16 @@ def test_resampled_evaluation_pairs_each_prompt_with_its_own_reference(tiny_mode
         assert batched[i].prompt == prompt and batched[i].response == alone.judgements[0].response
 
 
+def test_the_result_cache_lives_where_the_server_says(monkeypatch, tmp_path):
+    from core.evaluation.cache import default_cache_dir
+
+    monkeypatch.setenv("SAFESEEK_REPORT_CACHE", str(tmp_path / "shared"))
+    assert default_cache_dir() == tmp_path / "shared"
+    monkeypatch.delenv("SAFESEEK_REPORT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "safeseek" / "report"
+
+
 def test_baseline_scores_are_cached_by_model_and_sample_and_shared_with_the_report_card(tiny_models, tmp_path):
     from core.evaluation.compare import baseline_scores
     from core.model.fingerprint import fingerprint
@@ -505,7 +515,7 @@ def test_report_page_builds_the_card_and_the_circuit_page_offers_it(tmp_path, mo
 
     from core.model.fingerprint import fingerprint
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # never the user's cache
+    monkeypatch.setenv("SAFESEEK_REPORT_CACHE", str(tmp_path / "cache"))  # empty: this test builds every result
     checkpoint = build_tiny_checkpoint("llama", tmp_path / "llama")
     circuit = make_circuit(2, 4, 96, heads=[(0, 1)], neurons=[(1, 5), (0, 7)],
                            fingerprint=fingerprint(load_model(checkpoint, device="cpu")))
@@ -523,7 +533,7 @@ def test_report_page_builds_the_card_and_the_circuit_page_offers_it(tmp_path, mo
     expected = ["Necessity", "Sufficiency", "Stability", "Stability", "Cost curve", "Where it lives"]
     assert len(titles) == len(expected) and all(t.startswith(e) for t, e in zip(titles, expected, strict=True))
     assert any("does not carry" in m or "carries" in m for m in map(str, (e.value for e in at.markdown)))
-    cache_files = list((tmp_path / "cache" / "safeseek" / "report").iterdir())
+    cache_files = list((tmp_path / "cache").iterdir())
     assert cache_files
     page = run_page({"model": str(checkpoint), "circuit": str(path), "page": "circuit"})
     assert page.button(key="circuit-card-build").label == "Build the report card"
@@ -532,7 +542,7 @@ def test_report_page_builds_the_card_and_the_circuit_page_offers_it(tmp_path, mo
 def test_report_page_shows_a_sample_circuits_shipped_card_without_building(tmp_path, monkeypatch):
     from app_helpers import BACKDOOR_SAMPLE, ORGANISM_DIR, plotly_figures, run_page, texts
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing cached: only the shipped card can show
+    monkeypatch.setenv("SAFESEEK_REPORT_CACHE", str(tmp_path / "cache"))  # nothing cached: only the shipped card shows
     at = run_page({"model": str(ORGANISM_DIR), "circuit": str(BACKDOOR_SAMPLE), "page": "report"})
     assert any(t.startswith("Shipped with the sample circuits: built by `safeseek report --circuit "
                             "sample_circuits/organism-backdoor.json") for t in texts(at, "caption"))
@@ -540,7 +550,7 @@ def test_report_page_shows_a_sample_circuits_shipped_card_without_building(tmp_p
     expected = ["Necessity", "Sufficiency", "Stability", "Stability", "Cost curve", "Where it lives", "Where it lives"]
     assert len(titles) == len(expected) and all(t.startswith(e) for t, e in zip(titles, expected, strict=True))
     assert at.button(key="report-build").label == "Build it again here"
-    assert not (tmp_path / "cache" / "safeseek" / "report").exists()  # nothing was measured
+    assert not (tmp_path / "cache").exists()  # nothing was measured
     at.number_input(key="report-seeds").set_value(3).run()  # other settings: that card must be built
     assert at.button(key="report-build").label == "Build the report card" and not plotly_figures(at)
     page = run_page({"model": str(ORGANISM_DIR), "circuit": str(BACKDOOR_SAMPLE), "page": "circuit"})

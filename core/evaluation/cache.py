@@ -13,9 +13,15 @@ CACHE_VERSION = 3  # 2: rates carry their judge (core.evaluation.metrics.Rate); 
 # the full model's distributions (core.scoring.learned), which moves its sums by rounding only
 
 
+ROOT_VARIABLE = "SAFESEEK_REPORT_CACHE"
+
+
 def default_cache_dir() -> Path:
+    """$SAFESEEK_REPORT_CACHE, else <user cache>/safeseek/report (XDG_CACHE_HOME or ~/.cache)."""
+    if os.environ.get(ROOT_VARIABLE):
+        return Path(os.environ[ROOT_VARIABLE]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "safeseek" / "report"
+    return Path(base).expanduser() / "safeseek" / "report"
 
 
 class ResultCache:

@@ -34,6 +34,7 @@ def render() -> None:
     split = columns[2].selectbox("Held-out split", ["test", "val"], key="compare-split")
     key = (state.demo().model, circuit.to_json(), seeds, limit, split)
     shipped = _shipped(loaded, circuit)
+    note = st.empty()  # where a shipped comparison says where it comes from, above the button that runs a new one
     if st.button("Run comparison", type="primary", key="compare-run",
                  help="Scores the baselines on the scenario's training prompts, then evaluates the full model and "
                       "every set removed in one batched generation, with the settings above: a minute or more on a "
@@ -57,11 +58,11 @@ def render() -> None:
         rows, meta = shipped.rows, shipped.meta
         settings = meta.get("settings") or {}
         command = str(meta.get("command", "?")).replace("`", "'")  # shown in a code span, which escapes nothing else
-        st.caption(f"Shipped with the sample circuits: measured by `{command}` on "
-                   f"{md(str(meta.get('date', '?'))[:10])}, on this same model and prompt files, with "
-                   f"{meta.get('held_out_prompts', '?')} held-out prompts ({md(str(settings.get('split', '?')))} split)"
-                   f" and {settings.get('seeds', '?')} random seeds. **Run comparison** measures it here with the "
-                   "settings above.")
+        note.caption(f"Shipped with the sample circuits: measured by `{command}` on "
+                     f"{md(str(meta.get('date', '?'))[:10])}, on this same model and prompt files, with "
+                     f"{meta.get('held_out_prompts', '?')} held-out prompts ({md(str(settings.get('split', '?')))} "
+                     f"split) and {settings.get('seeds', '?')} random seeds. **Run comparison** measures it here with "
+                     "the settings above.")
     else:
         st.caption("Press **Run comparison** (it evaluates the full model, then every baseline set removed, in one "
                    "batched generation).")
