@@ -13,6 +13,7 @@ from core.circuit.circuit import Circuit, load_circuit
 from core.cli.main import main
 from core.data.files import load_prompts, save_prompts
 from core.data.prompts import Prompt, PromptSet
+from core.evaluation.compare import Comparison
 from core.evaluation.judges import DEFAULT_REFUSAL_PHRASES, DegenerateJudge
 from core.evaluation.report import EvalReport, circuit_hooks, evaluate
 from core.model.fingerprint import fingerprint
@@ -272,4 +273,4 @@ def test_compare_with_a_zero_utility_baseline_prints_na(tiny_checkpoints, circui
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "utility kept n/a: the 'before' model scores 0 on utility and helpfulness" in printed
-    assert all(r["utility_retention"] is None and r["utility_retention_note"] for r in json.loads(out.read_text()))
+    assert all(r.utility_retention is None and r.utility_retention_note for r in Comparison.read(out).rows)
