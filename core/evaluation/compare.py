@@ -1,4 +1,4 @@
-"""Baselines for circuit discovery at a fixed budget, and the side-by-side comparison `safeseek compare` prints.
+"""Baselines at a circuit's size, the comparison `safeseek compare` prints, and its file (Comparison).
 
 At the learned circuit's size (same number of heads and of neurons):
   random       uniformly random components (several seeds, reported as the mean);
@@ -144,10 +144,10 @@ def baseline_scores(model, fingerprint: dict, prompts: PromptSet, scenario: str,
         cache = ResultCache(None)  # nothing names these weights: keep the scores for this call only
     scores: dict[str, Scores] = {}
     built: Scenario | None = None
+    sample = {"model": fingerprint.get("weights_sha256"), "shape": list(model_shape(model)),
+              "prompts": prompts.sha256(), "scenario": scenario, "train_limit": train_limit, "seed": seed}
     for method, scorer in SCORERS.items():
-        key = {"kind": "scores", "model": fingerprint.get("weights_sha256"), "shape": list(model_shape(model)),
-               "method": method, "prompts": prompts.sha256(), "scenario": scenario, "train_limit": train_limit,
-               "seed": seed}
+        key = {"kind": "scores", **sample, "method": method}
         cached = cache.get(key)
         if cached is None:
             built = built or scenario_from_prompts(model, prompts, scenario, train_limit, seed)

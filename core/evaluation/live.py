@@ -80,7 +80,7 @@ class FullReports:
 
     behaviour: EvalReport
     utility: EvalReport
-    recent: RecentAnswers = field(default_factory=lambda: RecentAnswers(), compare=False, repr=False)
+    recent: RecentAnswers = field(default_factory=RecentAnswers, compare=False, repr=False)
 
 
 def full_reports(model, behaviour: PromptSet, utility: PromptSet) -> FullReports:
@@ -147,10 +147,9 @@ def measure_many(model, shape: ModelShape, selections: Sequence[Selection], full
                                     neuron_keeps, max_new_tokens=max(length for _, length in sets),
                                     batch_size=batch_size, drafts=full.behaviour.token_ids + full.utility.token_ids,
                                     mask_drafts=[full.recent.nearest(s) for s in masked])
-        for selection, rows in zip(masked, ids, strict=True):
-            full.recent.add(selection, rows)
         split = len(sets[0][0])
         for selection, rows in zip(masked, ids, strict=True):
+            full.recent.add(selection, rows)
             reports[selection] = tuple(
                 judge_responses(prompts, decode(model, [answer[:length] for answer in answers]),
                                 max_new_tokens=length)
