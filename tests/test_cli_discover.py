@@ -48,10 +48,15 @@ def test_discover_then_compare_on_a_tiny_model(tiny_checkpoints, prompt_files, t
         circuit = circuit.with_components([(0, 0)], [(0, 1)], name="backdoor")
         circuit.save(out)
     results = tmp_path / "rows.json"
-    assert main(["compare", *args, "--circuit", str(out), "--seeds", "2", "--out", str(results)]) == 0
+    compare_args = ["compare", *args, "--circuit", str(out), "--seeds", "2", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*compare_args, "--out", str(results)]) == 0
     table = capsys.readouterr().out
     for method in ("learned", "random (mean of 2)", "attribution", "magnitude"):
         assert method in table
+    assert f"baselines scored (cache: {tmp_path / 'cache'})" in table
+    assert main(compare_args) == 0  # the same model and training sample: the scores come from the cache
+    again = capsys.readouterr().out
+    assert "baseline scores reused" in again and again.split("\n\n")[-1] == table.split("\n\n")[-1]
     written = Comparison.read(results)
     assert [r.method for r in written.rows][0] == "learned" and len(written.rows) == 4
     # The file says what it measured: this circuit on this model with these prompt files and settings.

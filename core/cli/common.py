@@ -52,6 +52,21 @@ class ModelOptions(Options):
 
 
 @dataclass(kw_only=True)
+class CacheOptions(Options):
+    """Where a command caches the results it can reuse (core.evaluation.cache)."""
+
+    cache_dir: str | None = option(None, metavar="DIR", help="where results are cached (default: "
+                                   "$SAFESEEK_REPORT_CACHE, else ~/.cache/safeseek/report)")
+    no_cache: bool = option(False, help="recompute everything and store nothing")
+
+    def result_cache(self):
+        """The ResultCache these options name."""
+        from core.evaluation.cache import ResultCache, default_cache_dir
+
+        return ResultCache(None if self.no_cache else (self.cache_dir or default_cache_dir()))
+
+
+@dataclass(kw_only=True)
 class EstimatedOptions(ModelOptions):
     """Model options of a command that estimates its memory and time after loading (show_estimate)."""
 

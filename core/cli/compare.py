@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from core.cli.common import load, load_prompts, show_estimate
+from core.cli.common import CacheOptions, load, load_prompts, show_estimate
 from core.cli.discover import ScenarioOptions
 from core.cli.options import CliError, bad, option
 
 
 @dataclass(kw_only=True)
-class Args(ScenarioOptions):
+class Args(CacheOptions, ScenarioOptions):
     """Evaluate the learned circuit and baselines of the same size on held-out prompts and print one table."""
 
     circuit: str = option(metavar="CIRCUIT.json", help="the learned circuit")
@@ -30,11 +30,19 @@ def run(args: Args) -> int:
     from core.circuit.circuit import CircuitFileError, check_compatible, load_circuit
     from core.data.files import write_text_atomic
     from core.data.prompts import select_split
-    from core.evaluation.compare import Comparison, compare, comparison_meta, format_table, scenario_scores
+    from core.evaluation.compare import (
+        Comparison,
+        baseline_scores,
+        compare,
+        comparison_meta,
+        format_table,
+        scenario_scores,
+    )
     from core.evaluation.metrics import RATE_LABELS, scenario_rates
     from core.evaluation.report import judging_length
     from core.model.estimate import estimate_generation
     from core.model.fingerprint import fingerprint
+    from core.scoring.scenario import DiscoveryError
 
     # The circuit and every prompt file are read and checked before the model loads.
     try:
@@ -62,16 +70,24 @@ def run(args: Args) -> int:
             print(f"note: {note}")
     except CircuitFileError as e:
         raise CliError(f"--circuit: {e}") from None
-    scenario = args.scenario(model, circuit.scenario, data)
     # compare() evaluates the full model, the learned circuit, --seeds random sets, attribution and magnitude.
     estimate = estimate_generation(model, "compare", [p.prompt for p in prompts], 64,
                                    judging_length(model.tokenizer, prompts), runs=args.seeds + 4)
     show_estimate(estimate, "--verify-limit, --device-map/--max-memory or --dtype", args.dry_run)
     if args.dry_run:
         return 0
-    print("scoring baselines", flush=True)
-    rows = compare(model, circuit, scenario_scores(model, scenario), prompts, seeds=args.seeds,
-                   progress=lambda m: print(m, flush=True))
+    if circuit.scenario == "custom":  # scored on the --behaviour and --retain files, not cached
+        print("scoring baselines", flush=True)
+        scores = scenario_scores(model, args.scenario(model, circuit.scenario, data))
+    else:
+        cache = args.result_cache()
+        try:
+            scores = baseline_scores(model, fp, data, circuit.scenario, args.train_limit, args.seed, cache)
+        except DiscoveryError as e:
+            raise CliError(str(e)) from None
+        print("baselines scored" if cache.computed else "baseline scores reused", "(cache: "
+              f"{cache.folder or 'none'})", flush=True)
+    rows = compare(model, circuit, scores, prompts, seeds=args.seeds, progress=lambda m: print(m, flush=True))
     print(f"\n{circuit.name}: {circuit.summary()}; {len(prompts)} held-out prompts ({args.split} split)")
     print(format_table(rows, circuit.scenario))
     if args.out:

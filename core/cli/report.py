@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-from core.cli.common import DEFAULT_PROMPTS, ModelOptions, load, load_prompts
+from core.cli.common import DEFAULT_PROMPTS, CacheOptions, ModelOptions, load, load_prompts
 from core.cli.options import CliError, option
 from core.evaluation.report_card import CardConfig
 
@@ -14,7 +14,7 @@ D = CardConfig()
 
 
 @dataclass(kw_only=True)
-class Args(ModelOptions):
+class Args(CacheOptions, ModelOptions):
     """Measure one circuit: behaviour and utility with it removed (zero, mean, resample ablation) and with only it
 kept; discoveries with other seeds; a cost curve against attribution, magnitude and random baselines; where it
 lives. Prints every figure, writes a standalone HTML card and a JSON of every figure. Discoveries and evaluations
@@ -35,13 +35,10 @@ are cached (JSON, keyed by the model fingerprint, prompt hashes and settings), s
     random_seeds: int = option(D.random_seeds, min=1, help="random circuits per budget")
     steps: int | None = option(None, min=1, help="discovery steps (default: the circuit's recorded steps)")
     train_limit: int | None = option(None, metavar="N", min=1, help="training prompts per family (default: the "
-                                     "circuit's recorded command, else 48)")
+                                     "circuit's recorded command, else discover's default)")
     seed: int = option(D.seed, min=0, help="seed of the prompt samples and the resample pairing")
     workers: int | None = option(None, min=1, help="processes the discoveries (other seeds, cost curve) run in "
                                  "side by side (default: one per core on a CPU for a small model, else 1)")
-    cache_dir: str | None = option(None, metavar="DIR", help="where results are cached (default: "
-                                   "~/.cache/safeseek/report)")
-    no_cache: bool = option(False, help="recompute everything and store nothing")
 
     def validate(self) -> None:
         self.check_device()
@@ -59,7 +56,6 @@ def run(args: Args) -> int:
     from tqdm import tqdm
 
     from core.circuit.circuit import CircuitFileError, check_compatible, load_circuit
-    from core.evaluation.cache import ResultCache, default_cache_dir
     from core.evaluation.card_html import write_card
     from core.evaluation.report_card import CardBuilder, ReportError
     from core.model.fingerprint import fingerprint
@@ -89,7 +85,7 @@ def run(args: Args) -> int:
         checkpoint = resolve_checkpoint_dir(args.model)
     except ValueError:
         checkpoint = None
-    cache = ResultCache(None if args.no_cache else (args.cache_dir or default_cache_dir()))
+    cache = args.result_cache()
     bars: dict = {}
 
     def show(part: str, done: int, total: int) -> None:
