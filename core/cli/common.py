@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.cli.options import CliError, option
 from core.data.paths import BUNDLED_PROMPT_FILES, ORGANISM_DIR
+
+if TYPE_CHECKING:
+    from core.evaluation.cache import ResultCache
 
 DEFAULT_PROMPTS = [str(path) for path in BUNDLED_PROMPT_FILES]
 
@@ -59,7 +63,7 @@ class CacheOptions(Options):
                                    "$SAFESEEK_REPORT_CACHE, else ~/.cache/safeseek/report)")
     no_cache: bool = option(False, help="recompute everything and store nothing")
 
-    def result_cache(self):
+    def result_cache(self) -> ResultCache:
         """The ResultCache these options name."""
         from core.evaluation.cache import ResultCache, default_cache_dir
 
