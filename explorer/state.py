@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import streamlit as st
 import torch
@@ -43,6 +45,8 @@ from core.model.load import (
 )
 from explorer import access
 from explorer.access import md
+
+T = TypeVar("T")
 
 # Short names for the bundled checkpoints, so links stay short and work from any checkout.
 MODEL_ALIASES = {"organism": ASSETS_DIR / "organism", "aligned": ASSETS_DIR / "organism-aligned"}
@@ -271,6 +275,15 @@ def _models() -> BudgetLRU:
 def _results() -> BudgetLRU:
     """Measured toggles shared by every session, bounded by the size of their answers."""
     return BudgetLRU(_budget("SAFESEEK_RESULTS_BUDGET_MB", RESULTS_BUDGET_MB), size_of=_result_bytes)
+
+
+def session_memo(name: str, key: Hashable, compute: Callable[[], T]) -> T:
+    """compute() once per session for `key` (kept in the session's `name` table), e.g. looking up what ships beside
+    the sample circuits, which must not run again on every rerun."""
+    table = st.session_state.setdefault(name, {})
+    if key not in table:
+        table[key] = compute()
+    return table[key]
 
 
 def bundled_prompts() -> PromptSet:

@@ -108,15 +108,19 @@ class Comparison:
         recorded = self.meta.get("circuit") or {}
         return (weights is not None and (self.meta.get("model") or {}).get("weights_sha256") == weights
                 and recorded.get("scenario") == circuit.scenario
-                and recorded.get("components") == [c.label for c in circuit.components()]
+                and recorded.get("components") == _labels(circuit)
                 and self.meta.get("prompts_sha256") == prompts_sha256)
+
+
+def _labels(circuit: Circuit) -> list[str]:
+    return [c.label for c in circuit.components()]
 
 
 def comparison_meta(fingerprint: dict, circuit: Circuit, prompts: PromptSet, held_out: PromptSet, settings: dict,
                     command: str) -> dict:
     """The `meta` of a Comparison: what decides its rows, and how to make them again."""
     return {"model": dict(fingerprint), "circuit": {"name": circuit.name, "scenario": circuit.scenario,
-                                                    "components": [c.label for c in circuit.components()]},
+                                                    "components": _labels(circuit)},
             "prompts_sha256": prompts.sha256(), "held_out_prompts": len(held_out), "settings": dict(settings),
             "command": command, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 

@@ -86,11 +86,7 @@ def render() -> None:
 
 
 def _shipped(loaded: state.LoadedModel, circuit: Circuit) -> Comparison | None:
-    """The comparison shipped beside the sample circuits that measured this circuit on this model, looked up once
-    per session and circuit."""
-    looked = st.session_state.setdefault("shipped_comparisons", {})
-    wanted = (state.demo().model, circuit.to_json())
-    if wanted not in looked:
-        looked[wanted] = shipped_comparison(SAMPLE_CIRCUITS_DIR, loaded.fingerprint, circuit,
-                                            state.bundled_prompts_sha256())
-    return looked[wanted]
+    """The comparison shipped beside the sample circuits that measured this circuit on this model."""
+    return state.session_memo("shipped_comparisons", (state.demo().model, circuit.to_json()),
+                              lambda: shipped_comparison(SAMPLE_CIRCUITS_DIR, loaded.fingerprint, circuit,
+                                                         state.bundled_prompts_sha256()))

@@ -53,12 +53,10 @@ def card_section(loaded: state.LoadedModel, circuit: Circuit, config: CardConfig
     config = config or CardConfig()
     wanted = (state.demo().model, circuit.to_json(), repr(config), against.to_json() if against else None)
     cards = st.session_state.setdefault("report_cards", {})  # wanted -> (card, how it came: "built" / "shipped")
-    looked = st.session_state.setdefault("report_cards_looked_up", set())  # once per card, not on every rerun
-    if wanted not in cards and wanted not in looked:
-        looked.add(wanted)
-        shipped = _builder(loaded, circuit, config, against).prebuilt(SAMPLE_CIRCUITS_DIR)
-        if shipped is not None:
-            cards[wanted] = (shipped, "shipped")
+    shipped = state.session_memo("shipped_cards", wanted,
+                                 lambda: _builder(loaded, circuit, config, against).prebuilt(SAMPLE_CIRCUITS_DIR))
+    if wanted not in cards and shipped is not None:
+        cards[wanted] = (shipped, "shipped")
     if not show_shipped and cards.get(wanted, (None, ""))[1] == "shipped":
         st.caption("This sample circuit's report card ships with it: the **Report** page shows it at once.")
         return
