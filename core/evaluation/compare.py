@@ -140,10 +140,11 @@ def shipped_comparison(folder: str | Path, fingerprint: dict, circuit: Circuit,
 
 
 def baseline_scores(model, fingerprint: dict, prompts: PromptSet, scenario: str, train_limit: int, seed: int,
-                    cache: ResultCache) -> dict[str, Scores]:
+                    cache: ResultCache, build: Callable[[], Scenario] | None = None) -> dict[str, Scores]:
     """Every baseline method's scores (SCORERS) on the backdoor or alignment scenario of `prompts`
     (scenario_from_prompts with this train limit and seed), through `cache`, keyed by the model's weights: the
-    scenario (a generation pass) is built only when some method's scores are missing."""
+    scenario (a generation pass) is built only when some method's scores are missing, by `build` when the caller
+    keeps that scenario already (the report card's discoveries share it)."""
     if fingerprint.get("weights_sha256") is None:
         cache = ResultCache(None)  # nothing names these weights: keep the scores for this call only
     scores: dict[str, Scores] = {}
@@ -154,7 +155,8 @@ def baseline_scores(model, fingerprint: dict, prompts: PromptSet, scenario: str,
         key = {"kind": "scores", **sample, "method": method}
         cached = cache.get(key)
         if cached is None:
-            built = built or scenario_from_prompts(model, prompts, scenario, train_limit, seed)
+            built = built or (build() if build is not None else
+                              scenario_from_prompts(model, prompts, scenario, train_limit, seed))
             heads, neurons = scorer(model, built)
             cached = {"heads": heads.tolist(), "neurons": neurons.tolist()}
             cache.put(key, cached)

@@ -583,8 +583,9 @@ class CardBuilder:
 
     def scores(self, method: str) -> tuple[torch.Tensor, torch.Tensor]:
         if not self._scores:
+            seed = self.discovery.seed
             self._scores = baseline_scores(self.model, self.fingerprint, self.prompts, self.circuit.scenario,
-                                           self.train_limit, self.discovery.seed, self.cache)
+                                           self.train_limit, seed, self.cache, build=lambda: self.scenario(seed))
         return self._scores[method]
 
     # ---- the five parts ---------------------------------------------------------------------------------------
