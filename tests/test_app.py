@@ -542,6 +542,14 @@ def test_tour_steps_set_the_state(tiny_llama):
     assert {trace["name"] for trace in plotly_figures(at)[-1]["data"]} >= {"learned", "attribution", "random"}
     assert any("4 other seeds" in text for text in texts(at, "markdown"))
     assert metric_values(at)["In all 5 circuits"].endswith("components")
+    # Another circuit than the one the shipped files measured: the tour says so instead of showing their figures.
+    extra = next((5, i) for i in range(circuit.d_mlp) if (5, i) not in circuit.neurons)
+    at.session_state.circuit_obj = circuit.with_components(circuit.heads, [*circuit.neurons, extra])
+    at.run()
+    elsewhere = [info for info in texts(at, "info") if "measured on another build of the organism" in info]
+    assert len(elsewhere) == 2 and not at.exception
+    assert not any(f["layout"]["title"]["text"].startswith("Cost curve") for f in plotly_figures(at)
+                   if "title" in f["layout"])
 
 
 def test_tour_summary_sentence_names_what_was_switched_off():

@@ -81,6 +81,11 @@ def component_set(heads, neurons) -> set[str]:
     return {Component("head", *h).label for h in heads} | {Component("neuron", *n).label for n in neurons}
 
 
+def component_labels(heads, neurons) -> list[str]:
+    """component_set in reading order, as cards list components."""
+    return sorted(component_set(heads, neurons), key=Component.parse)
+
+
 # ---- what a card holds ------------------------------------------------------------------------------------------
 @dataclass
 class CardConfig:
@@ -244,6 +249,15 @@ class ReportCard:
                    Stability(runs, stability["jaccard"], stability["core"]),
                    [CurvePoint(**point) for point in data["curve"]],
                    Location(data["location"]["per_layer"], data["location"]["overlaps"]))
+
+    def measured(self, fingerprint: dict, circuit: Circuit, prompts_sha256: str) -> bool:
+        """Whether this card measured `circuit` (name, scenario, components) on this model (weights hash) with these
+        prompt files."""
+        weights = fingerprint.get("weights_sha256")
+        return (weights is not None and (self.meta.get("model") or {}).get("weights_sha256") == weights
+                and (self.name, self.scenario, self.components) == (circuit.name, circuit.scenario,
+                                                                    component_labels(circuit.heads, circuit.neurons))
+                and (self.meta.get("prompt_hashes") or {}).get("all prompts") == prompts_sha256)
 
     @classmethod
     def read(cls, path: str | Path) -> ReportCard:
@@ -438,7 +452,7 @@ class CardBuilder:
     # ---- evaluation -------------------------------------------------------------------------------------------
     def _outcome_key(self, heads, neurons, method: str = "zero", keep_only: bool = False) -> dict:
         key = {"kind": "eval", **self._base_key, "eval": self.eval_set.sha256(), "label": self.label,
-               "components": sorted(component_set(heads, neurons), key=Component.parse), "method": method,
+               "components": component_labels(heads, neurons), "method": method,
                "keep_only": keep_only}
         if method != "zero":
             key.update(reference=self.reference.sha256(), seed=self.config.seed)
@@ -605,7 +619,7 @@ class CardBuilder:
         runs = []
         for seed, (heads, neurons, source) in zip(seeds, found, strict=True):
             removed = self.outcome(heads, neurons)
-            runs.append(StabilityRun(seed, sorted(component_set(heads, neurons), key=Component.parse), removed.asr,
+            runs.append(StabilityRun(seed, component_labels(heads, neurons), removed.asr,
                                      removed.utility, source))
         self.say("stability", len(seeds), len(seeds))
         sets = [set(r.components) for r in runs]
@@ -661,13 +675,10 @@ class CardBuilder:
                 "discover_command": c.hyperparameters.get("command"),
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": self._settings(),
                 "cache": {"reused": self.cache.reused, "computed": self.cache.computed}}
-        return ReportCard(c.name, c.scenario, self.label, self._components(), c.summary(), meta, full, necessity,
-                          sufficiency, stability, curve, self._location())
+        return ReportCard(c.name, c.scenario, self.label, component_labels(c.heads, c.neurons), c.summary(), meta,
+                          full, necessity, sufficiency, stability, curve, self._location())
 
     # ---- what decides the figures, and cards built before with the same ---------------------------------------
-    def _components(self) -> list[str]:
-        return sorted(component_set(self.circuit.heads, self.circuit.neurons), key=Component.parse)
-
     def _prompt_hashes(self) -> dict[str, str]:
         return {"all prompts": self.prompts.sha256(), "evaluation": self.eval_set.sha256(),
                 "reference": self.reference.sha256(),
@@ -694,9 +705,7 @@ class CardBuilder:
             return {k: v for k, v in json.loads(json.dumps(settings)).items() if k != "workers"}
 
         same_settings = comparable(meta.get("settings", {})) == comparable(self._settings())
-        return (self.fingerprint.get("weights_sha256") is not None
-                and meta.get("model", {}).get("weights_sha256") == self.fingerprint.get("weights_sha256")
-                and (card.name, card.scenario, card.components) == (c.name, c.scenario, self._components())
+        return (card.measured(self.fingerprint, c, self.prompts.sha256())
                 and meta.get("discover_command") == c.hyperparameters.get("command")
                 and meta.get("prompt_hashes") == self._prompt_hashes() and same_settings)
 

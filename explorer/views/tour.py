@@ -8,7 +8,7 @@ import html
 
 import streamlit as st
 
-from core.circuit.circuit import CircuitFileError, counted
+from core.circuit.circuit import Circuit, CircuitFileError, counted
 from core.circuit.selection import Selection
 from core.data import samples
 from core.data.paths import CARD_SUFFIX, COMPARE_SUFFIX, ORGANISM_TRIGGER, SAMPLE_CIRCUITS_DIR
@@ -169,20 +169,29 @@ def render() -> None:
                      type="primary")
     if step < 5:
         return
-    _comparison()
+    _comparison(loaded, circuit)
     if step < 6:
         return
-    _report_card()
+    _report_card(loaded, circuit)
 
 
-def _comparison() -> None:
+def _measured_elsewhere(what: str, page: str) -> None:
+    st.info(f"The sample circuit's {what} was measured on another build of the organism, another circuit or other "
+            f"prompt files than the ones loaded now; run one on the **{page}** page.")
+
+
+def _comparison(loaded: state.LoadedModel, circuit: Circuit | None) -> None:
     with st.container(border=True):
         st.markdown("#### 6. Learned, random or attribution?")
         try:
-            rows = Comparison.read(BACKDOOR_COMPARISON).rows
+            comparison = Comparison.read(BACKDOOR_COMPARISON)
         except ValueError as e:
             st.info(f"The sample comparison is missing or unreadable ({e}); run one on the **Compare** page.")
             return
+        if circuit is None or not comparison.measured(loaded.fingerprint, circuit, state.bundled_prompts_sha256()):
+            _measured_elsewhere("comparison", "Compare")
+            return
+        rows = comparison.rows
         st.plotly_chart(figures.comparison_chart(rows, "triggered ASR"), key="tour-compare", width="stretch")
         by_method = {row.method.split(" ")[0]: row for row in rows}
         learned, random, attribution = (by_method.get(name) for name in ("learned", "random", "attribution"))
@@ -203,7 +212,7 @@ def _comparison() -> None:
         st.button("Next: is the circuit real?", key="tour-next-6", on_click=_go, args=(6,), type="primary")
 
 
-def _report_card() -> None:
+def _report_card(loaded: state.LoadedModel, circuit: Circuit | None) -> None:
     with st.container(border=True):
         st.markdown("#### 7. Is the circuit real?")
         try:
@@ -211,6 +220,9 @@ def _report_card() -> None:
         except ValueError as e:
             st.info(f"The sample circuit's report card is missing or unreadable ({e}); build it on the **Report** "
                     "page.")
+            return
+        if circuit is None or not card.measured(loaded.fingerprint, circuit, state.bundled_prompts_sha256()):
+            _measured_elsewhere("report card", "Report")
             return
         runs = card.stability.runs
         asrs = [run.removal_asr.value for run in runs]
