@@ -4,8 +4,9 @@ Run `python bench/ablations.py [--circuit FILE] [--random 5] [--per-family 16] [
 bundled organism, sample_circuits/organism-backdoor.json plus random component sets of its size (as `safeseek
 compare` evaluates them), on held-out test prompts. The classic path runs evaluate() with each circuit's hooks,
 decoding every answer step by step; the batched path (core.evaluation.report.evaluate_removed) runs all circuits
-in one generation with a mask per row (narrow batches first check each answer against the full model's). It prints
-both times and their ratio, and checks that every answer is the same.
+in one generation with a mask per row, each answer first checked against the full model's (as many masks a
+forward as core.model.generate.masks_per_check allows). It prints both times and their ratio, and checks that every
+answer is the same.
 """
 
 from __future__ import annotations

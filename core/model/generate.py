@@ -347,7 +347,7 @@ def generate_ids_per_mask(
     neuron_keeps[m])`, and the work of M masks costs about one wider batch.
 
     `drafts` (one list of ids per prompt, e.g. the full model's answers from `generate_ids`) are the answers
-    expected: where it pays (`masks_per_check`), each row first checks its draft in one forward (`_check_drafts`) and
+    expected: each row first checks its draft in one forward (`_check_drafts`, `masks_per_check` masks a forward) and
     decodes step by step only from where the masked model goes another way. The ids are the same greedy answers;
     most ablations change few of them, so this saves most of the per-step cost of decoding every answer.
     `mask_drafts[m]`, where given, replaces `drafts` for mask m (e.g. the answers of a mask one component away,
@@ -438,24 +438,24 @@ def _decode_unfinished(model: TransformerBridge, states: list[_Decoding], unfini
         group = []
 
 
-# On a CPU, a decode step of a wide batch is compute-bound and checking drafts costs more than it saves (measured
-# with bench/ablations.py and bench/toggle.py on the organism: a win at 64 rows a forward, a loss at 256); narrow
-# batches, and accelerators, pay mostly per-step overhead, which a draft check removes.
-DRAFTS_MAX_CPU_ROWS = 128
+# On a CPU a forward runs slower per row once it is wide (its activations leave the caches) and a wide check pads
+# rows of several masks' drafts to one width, so a check holds at most this many rows there: measured on the
+# organism, checks of 64 rows a forward beat decoding step by step in 512-row batches by 5-15% (bench/ablations.py,
+# full-model drafts) and by about a quarter for eight sessions' toggles (bench/sessions.py); 128-row checks gained
+# less. Accelerators take as many rows as memory allows: they pay mostly per-step overhead, which a check removes.
+CHECK_MAX_CPU_ROWS = 64
 # A draft check keeps the logits of every draft position (fp32) and the KV cache of its rows: bound them as decoding
 # bounds its rows.
 CHECK_BYTES_BUDGET = 1 << 28
 
 
 def masks_per_check(model: TransformerBridge, batch_rows: int, n_masks: int, draft_tokens: int,
-                    max_rows: int = 1024, prompt_tokens: int = 0) -> int | None:
-    """How many masks one draft-checking forward of a `batch_rows`-prompt batch holds (each mask adds the batch's
-    rows: at most max_rows rows, and their kept logits, draft_tokens + 1 positions a row, and KV cache,
-    prompt_tokens + draft_tokens positions, within the budget); None where decoding step by step is cheaper than
-    checking drafts."""
-    decoded_rows = min(n_masks, max(1, max_rows // batch_rows)) * batch_rows
-    if torch.device(model.cfg.device).type == "cpu" and decoded_rows > DRAFTS_MAX_CPU_ROWS:
-        return None
+                    max_rows: int = 1024, prompt_tokens: int = 0) -> int:
+    """How many masks one draft-checking forward of a `batch_rows`-prompt batch holds: each mask adds the batch's
+    rows, at most max_rows rows (CHECK_MAX_CPU_ROWS on a CPU) and their kept logits, draft_tokens + 1 positions a
+    row, and KV cache, prompt_tokens + draft_tokens positions, within the budget; at least one."""
+    if torch.device(model.cfg.device).type == "cpu":
+        max_rows = min(max_rows, CHECK_MAX_CPU_ROWS)
     cfg = model.cfg
     kv_heads = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
     element = torch.tensor([], dtype=cfg.dtype).element_size()
