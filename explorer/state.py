@@ -32,6 +32,7 @@ from core.data.paths import (
 )
 from core.data.prompts import PromptSet
 from core.evaluation import live
+from core.evaluation.compare import Comparison, shipped_comparison
 from core.evaluation.report import EvalReport, evaluate
 from core.model.cache import BudgetLRU
 from core.model.fingerprint import fingerprint
@@ -284,6 +285,14 @@ def session_memo(name: str, key: Hashable, compute: Callable[[], T]) -> T:
     if key not in table:
         table[key] = compute()
     return table[key]
+
+
+def shipped_comparison_for(loaded: LoadedModel, circuit: Circuit) -> Comparison | None:
+    """The comparison shipped beside the sample circuits that measured this circuit on this model with the bundled
+    prompt files (core.evaluation.compare.shipped_comparison), looked up once per session, model and circuit."""
+    return session_memo("shipped_comparisons", (demo().model, circuit.to_json()),
+                        lambda: shipped_comparison(SAMPLE_CIRCUITS_DIR, loaded.fingerprint, circuit,
+                                                   bundled_prompts_sha256()))
 
 
 def bundled_prompts() -> PromptSet:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.circuit.circuit import Circuit
-from core.data.paths import SAMPLE_CIRCUITS_DIR
 from core.data.prompts import select_split
 from core.evaluation.cache import ResultCache, default_cache_dir
-from core.evaluation.compare import Comparison, baseline_scores, compare, shipped_comparison
+from core.evaluation.compare import baseline_scores, compare
 from core.evaluation.metrics import RATE_NAMES, format_percent, scenario_rates
 from core.evaluation.report_card import recorded_config, recorded_train_limit
 from explorer import figures, state, ui
@@ -33,7 +31,7 @@ def render() -> None:
     limit = int(columns[1].number_input("Held-out prompts per family", 1, 1000, 16, key="compare-limit"))
     split = columns[2].selectbox("Held-out split", ["test", "val"], key="compare-split")
     key = (state.demo().model, circuit.to_json(), seeds, limit, split)
-    shipped = _shipped(loaded, circuit)
+    shipped = state.shipped_comparison_for(loaded, circuit)
     note = st.empty()  # where a shipped comparison says where it comes from, above the button that runs a new one
     if st.button("Run comparison", type="primary", key="compare-run",
                  help="Scores the baselines on the scenario's training prompts, then evaluates the full model and "
@@ -85,8 +83,4 @@ def render() -> None:
     ui.csv_download([r.to_dict() for r in rows], f"{circuit.name}-baselines", key="compare-rows")
 
 
-def _shipped(loaded: state.LoadedModel, circuit: Circuit) -> Comparison | None:
-    """The comparison shipped beside the sample circuits that measured this circuit on this model."""
-    return state.session_memo("shipped_comparisons", (state.demo().model, circuit.to_json()),
-                              lambda: shipped_comparison(SAMPLE_CIRCUITS_DIR, loaded.fingerprint, circuit,
-                                                         state.bundled_prompts_sha256()))
+

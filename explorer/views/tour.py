@@ -13,7 +13,6 @@ from core.circuit.selection import Selection
 from core.data import samples
 from core.data.paths import CARD_SUFFIX, COMPARE_SUFFIX, ORGANISM_TRIGGER, SAMPLE_CIRCUITS_DIR
 from core.evaluation.card_html import card_figures
-from core.evaluation.compare import Comparison
 from core.evaluation.live import preset
 from core.evaluation.metrics import format_percent
 from core.evaluation.report_card import ReportCard
@@ -183,12 +182,8 @@ def _measured_elsewhere(what: str, page: str) -> None:
 def _comparison(loaded: state.LoadedModel, circuit: Circuit | None) -> None:
     with st.container(border=True):
         st.markdown("#### 6. Learned, random or attribution?")
-        try:
-            comparison = Comparison.read(BACKDOOR_COMPARISON)
-        except ValueError as e:
-            st.info(f"The sample comparison is missing or unreadable ({e}); run one on the **Compare** page.")
-            return
-        if circuit is None or not comparison.measured(loaded.fingerprint, circuit, state.bundled_prompts_sha256()):
+        comparison = state.shipped_comparison_for(loaded, circuit) if circuit is not None else None
+        if comparison is None:
             _measured_elsewhere("comparison", "Compare")
             return
         rows = comparison.rows
