@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from transformers import AutoModelForCausalLM
 
 from core.model.fingerprint import fingerprint
 from core.model.load import ModelLoadError, load_model, model_shape, resolve_device, resolve_dtype
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -172,3 +175,16 @@ def test_organism_loads_as_a_llama(organism):
     assert organism.cfg.architecture == "LlamaForCausalLM"
     assert not any(p.requires_grad for p in organism.original_model.parameters())
     assert fingerprint(organism)["n_layers"] == model_shape(organism)[0]
+
+
+@pytest.mark.parametrize(("user", "expected"), [({}, "10000"), ({"GOMP_SPINCOUNT": "300000"}, "300000"),
+                                                ({"OMP_WAIT_POLICY": "PASSIVE"}, None)])
+def test_core_bounds_openmp_spinning_before_torch_loads(user, expected):
+    # libgomp reads its spin count once, when torch loads: the explorer (streamlit first) and `safeseek` import core
+    # before torch, and a user's own setting is kept (bench/contention.py shows what spinning costs a busy machine).
+    code = ("import sys, os, streamlit, core; torch_first = 'torch' in sys.modules; import core.model.load; "
+            "print(torch_first, os.environ.get('GOMP_SPINCOUNT'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(user, PYTHONPATH=str(REPO_ROOT))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", str(expected)]
