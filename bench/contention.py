@@ -52,7 +52,7 @@ def child(toggles: int, steps: int, seed: int) -> dict:
     from core.data.paths import BUNDLED_PROMPT_FILES, ORGANISM_DIR
     from core.evaluation import live
     from core.model.load import inference_threads, load_model, model_shape
-    from core.scoring.learned import DiscoveryConfig, discover
+    from core.scoring.learned import DiscoveryConfig, discover, retain_targets
     from core.scoring.scenario import scenario_from_prompts
 
     model = load_model(ORGANISM_DIR, device="cpu")
@@ -63,6 +63,7 @@ def child(toggles: int, steps: int, seed: int) -> dict:
     order = iter(random.Random(seed).sample(heads, 2 * toggles + 1))
     scenario = scenario_from_prompts(model, load_prompt_sets(BUNDLED_PROMPT_FILES), "backdoor", seed=seed)
     config = DiscoveryConfig(head_budget=0.0625, neuron_budget=0.0052, steps=100_000, seed=seed)
+    retain = retain_targets(model, scenario, config)  # a generation pass: once, not per timed run
     selection = Selection()
 
     def toggle() -> float:
@@ -79,7 +80,7 @@ def child(toggles: int, steps: int, seed: int) -> dict:
                 raise _Stop
 
         try:
-            discover(model, scenario, config, progress=progress)
+            discover(model, scenario, config, progress=progress, retain=retain)
         except _Stop:
             pass
         return statistics.median(b - a for a, b in zip(stamps[2:], stamps[3:], strict=False))
