@@ -2,7 +2,7 @@
 
 import torch
 
-from core.data.batches import IGNORE, predicts_answer, teacher_forced_batch
+from core.data.batches import IGNORE, answer_tokens, predicts_answer, teacher_forced_batch
 
 
 def test_rows_are_right_padded_with_labels_only_on_answer_tokens():
@@ -19,3 +19,5 @@ def test_predicts_answer_marks_the_position_before_each_answer_token():
     # The tokens those positions predict are exactly the answers, in order.
     next_tokens = torch.roll(ids, -1, dims=1)[predicts]
     assert next_tokens.tolist() == [9, 10, 11, 12, 13]
+    # answer_tokens lists them in the same order, so logits taken at `predicts` line up with them.
+    assert answer_tokens(labels).tolist() == next_tokens.tolist()

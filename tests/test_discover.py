@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from test_generate import MASKED_HEADS, MASKED_NEURONS, NEW_TOKENS, PROMPTS, _ablate_hf_weights, _hf_greedy, _hf_model
-from tiny import TINY_ARCHS
+from tiny import ALL_TINY_ARCHS, TINY_ARCHS
 
 from core.circuit.ablate import ablate, component_means
 from core.circuit.circuit import Circuit, CircuitFileError, check_compatible, load_circuit
@@ -16,6 +16,7 @@ from core.data.prompts import Prompt, PromptSet
 from core.model.fingerprint import fingerprint
 from core.model.generate import generate_ids
 from core.model.hooks import mask_hooks
+from core.model.load import model_shape
 from core.scoring.learned import DiscoveryConfig, discover
 from core.scoring.scenario import DiscoveryError, Scenario, custom_scenario
 
@@ -191,6 +192,34 @@ def test_discovery_is_deterministic_and_validates_input(tiny_models):
         custom_scenario(model, PromptSet("b", [Prompt("hi", "x", "harmful")]), PromptSet("r", []))
 
 
+@pytest.mark.parametrize("arch", ALL_TINY_ARCHS)
+def test_logits_at_answer_positions_equal_the_full_forward_there(tiny_models, arch):
+    # Discovery unembeds only the positions that predict answer tokens: the logits there and the gradients that
+    # reach the masks must be those of the full forward, or the circuits would change.
+    from core.data.batches import predicts_answer, teacher_forced_batch
+    from core.model.hooks import forward_logits
+
+    model = tiny_models[arch]
+    ids, attn, labels = teacher_forced_batch([[5, 6, 7, 8], [9, 10]], [[11, 12], [13, 14, 15]],
+                                             model.tokenizer.pad_token_id)
+    predicts = predicts_answer(labels)
+    results = []
+    for at in (None, predicts):
+        masks = RemovalMasks(*model_shape(model))
+        generator = torch.Generator().manual_seed(0)
+        for gates in (masks.heads, masks.neurons):  # some components removed, every gate with a gradient
+            gates.log_alpha.data = torch.randn(gates.log_alpha.shape, generator=generator)
+        logits = forward_logits(model, ids, attn, masks.hooks(sample=True), at=at)
+        logits = logits[predicts] if at is None else logits
+        (logits.log_softmax(-1)[:, 3].sum()).backward()
+        results.append((logits.detach(), masks.heads.log_alpha.grad, masks.neurons.log_alpha.grad))
+    (full, full_heads, full_neurons), (part, part_heads, part_neurons) = results
+    assert part.shape == (int(predicts.sum()), model.cfg.d_vocab)
+    torch.testing.assert_close(part, full, rtol=0, atol=1e-5)
+    torch.testing.assert_close(part_heads, full_heads, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(part_neurons, full_neurons, rtol=1e-4, atol=1e-7)
+
+
 def test_attribution_scores_are_the_first_order_change_of_the_objective_when_a_component_is_removed(tiny_models):
     """attribution_scores = -dL/d(removal) at the full model, L = behaviour CE + retain CE of the full model's own
     answers (summed per prompt, averaged over prompts): checked against central finite differences."""
@@ -200,7 +229,7 @@ def test_attribution_scores_are_the_first_order_change_of_the_objective_when_a_c
     from core.model.generate import encode_prompts
     from core.model.hooks import forward_logits
     from core.scoring.attribution import attribution_scores
-    from core.scoring.objective import behaviour_ce
+    from core.scoring.objective import answer_logits, behaviour_ce
 
     model = tiny_models["llama"]
     tok = model.tokenizer
@@ -215,7 +244,7 @@ def test_attribution_scores_are_the_first_order_change_of_the_objective_when_a_c
         with torch.no_grad():
             for prompt, answer in zip(scenario.behaviour_prompts, scenario.behaviour_answers, strict=True):
                 ids, attn, labels = teacher_forced_batch(encode_prompts(tok, [prompt]), [answer], tok.pad_token_id)
-                total += behaviour_ce(forward_logits(model, ids, attn, hooks), labels).item() / 2
+                total += behaviour_ce(answer_logits(model, ids, attn, labels, hooks), labels).item() / 2
             for prompt, answer in zip(scenario.retain_prompts, answers, strict=True):
                 ids, attn, labels = teacher_forced_batch(encode_prompts(tok, [prompt]), [answer], tok.pad_token_id)
                 full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts_answer(labels)], dim=-1)

@@ -32,3 +32,9 @@ def predicts_answer(labels: torch.Tensor) -> torch.Tensor:
     mask = torch.zeros_like(labels, dtype=torch.bool)
     mask[:, :-1] = labels[:, 1:] != IGNORE
     return mask
+
+
+def answer_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """The answer tokens in the order of the positions that predict them (predicts_answer, row-major)."""
+    following = labels[:, 1:]
+    return following[following != IGNORE]

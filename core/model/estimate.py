@@ -177,16 +177,18 @@ def _peak_device(model) -> torch.device | None:
     return device if device.type == "cuda" else None
 
 
-def probe_masked_step(model, seq: int, batch: int, repeats: int = 1,
-                      timed_seq: int | None = None) -> tuple[int, int, float]:
+def probe_masked_step(model, seq: int, batch: int, repeats: int = 1, timed_seq: int | None = None,
+                      answer: int | None = None) -> tuple[int, int, float]:
     """Run a masked forward+backward (gates on every head and neuron, cross-entropy on random tokens) at batch 1
     and at `batch`: (bytes kept for backward per example, bytes of the logits per example, seconds at `batch`).
+    With `answer`, only each row's last `answer` positions are unembedded and scored, as discovery does with its
+    answer tokens; else every position.
 
     The memory figures are at `seq` tokens; the time is the fastest of `repeats` steps at `timed_seq` tokens
     (default `seq`), after one untimed step at that size so that first-call costs are not counted.
     On CUDA the first number is the allocator's peak above the weights per example instead.
     """
-    from core.model.hooks import hooked, mask_hooks
+    from core.model.hooks import forward_logits, mask_hooks
     from core.model.load import model_shape
 
     device = torch.device(model.cfg.device)
@@ -201,10 +203,11 @@ def probe_masked_step(model, seq: int, batch: int, repeats: int = 1,
 
     def step(rows: int, tokens: int = seq) -> None:
         ids = torch.randint(0, vocab, (rows, tokens), generator=generator).to(device)
+        at = torch.zeros_like(ids, dtype=torch.bool)
+        at[:, -1 - min(answer or tokens, tokens - 1):-1] = True  # the positions that predict the scored tokens
         hooks = mask_hooks(torch.sigmoid(logits_h), torch.sigmoid(logits_n))
-        with hooked(model, hooks):
-            logits = model(ids, attention_mask=torch.ones_like(ids), return_type="logits", use_cache=False).float()
-        F.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten()).backward()
+        logits = forward_logits(model, ids, torch.ones_like(ids), hooks, at=at)
+        F.cross_entropy(logits, torch.roll(ids, -1, dims=1)[at]).backward()
         logits_h.grad = logits_n.grad = None
 
     cuda = _peak_device(model)
@@ -229,7 +232,7 @@ def probe_masked_step(model, seq: int, batch: int, repeats: int = 1,
         if cuda is not None:
             torch.cuda.synchronize(cuda)
         times.append(time.perf_counter() - started)
-    return per_example, seq * vocab * 4, min(times)
+    return per_example, min(answer or seq, seq - 1) * vocab * 4, min(times)
 
 
 def estimate_discovery(model, config, seq: int, n_gates: int, steps: int, mean_seq: int | None = None,
@@ -248,7 +251,8 @@ def estimate_discovery(model, config, seq: int, n_gates: int, steps: int, mean_s
     loading_peak = 0 if _peak_device(model) is not None else peak_resident_bytes()  # before the probe adds to it
     # A batch is as long as its longest row: between the mean and the longest length.
     timed_seq = seq if mean_seq is None else (mean_seq + seq + 1) // 2
-    per_example, logits, seconds = probe_masked_step(model, seq, batch, repeats=2, timed_seq=timed_seq)
+    per_example, logits, seconds = probe_masked_step(model, seq, batch, repeats=2, timed_seq=timed_seq,
+                                                     answer=config.answer_tokens)
     device = str(model.cfg.device)
     cuda = _peak_device(model)
     parts = {"weights and runtime": torch.cuda.memory_allocated(cuda) if cuda is not None else resident_bytes(),

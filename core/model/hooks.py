@@ -19,6 +19,7 @@ from transformer_lens.model_bridge import TransformerBridge
 HEAD_HOOK = "blocks.{layer}.attn.hook_z"
 NEURON_HOOK = "blocks.{layer}.mlp.hook_post"
 HOOKS_BY_KIND = {"head": HEAD_HOOK, "neuron": NEURON_HOOK}
+UNEMBED_HOOK = "unembed.hook_in"  # the final residual stream, as the unembedding reads it
 Hook = tuple[str, Callable]
 Hooks = Sequence[Hook]
 
@@ -47,10 +48,19 @@ def hooked(model: TransformerBridge, hooks: Hooks = ()) -> Iterator[TransformerB
         yield model
 
 
-def forward_logits(model, ids: torch.Tensor, attn: torch.Tensor, hooks: Hooks) -> torch.Tensor:
-    """fp32 logits of a padded batch with `hooks` active for this call only (no KV cache)."""
+def forward_logits(model, ids: torch.Tensor, attn: torch.Tensor, hooks: Hooks,
+                   at: torch.Tensor | None = None) -> torch.Tensor:
+    """fp32 logits of a padded batch with `hooks` active for this call only (no KV cache): [batch, pos, vocab], or
+    with `at` ([batch, pos] bool) [n, vocab] at those positions only, in row-major order."""
+    if at is not None and UNEMBED_HOOK in model.hook_dict:
+        # The unembedding then runs on the chosen positions alone: on a small model with a large vocabulary it is
+        # a fifth of a forward and backward (bench/discovery.py).
+        hooks = [*hooks, (UNEMBED_HOOK, lambda residual, hook: residual[at][None])]
+        with hooked(model, hooks):
+            return model(ids, attention_mask=attn, return_type="logits", use_cache=False)[0].float()
     with hooked(model, hooks):
-        return model(ids, attention_mask=attn, return_type="logits", use_cache=False).float()
+        logits = model(ids, attention_mask=attn, return_type="logits", use_cache=False).float()
+    return logits if at is None else logits[at]
 
 
 def mask_hooks(head_keep: torch.Tensor | None = None, neuron_keep: torch.Tensor | None = None,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.data.batches import predicts_answer, teacher_forced_batch
+from core.data.batches import teacher_forced_batch
 from core.model.generate import encode_prompts, generate_ids
-from core.model.hooks import forward_logits, mask_hooks
+from core.model.hooks import mask_hooks
 from core.model.load import model_shape
-from core.scoring.objective import behaviour_ce
+from core.scoring.objective import answer_logits, behaviour_ce
 from core.scoring.scenario import Scenario
 from core.scoring.select import Scores
 
@@ -29,8 +29,7 @@ def attribution_scores(model, scenario: Scenario, batch_size: int = 16, answer_t
         sl = slice(start, start + batch_size)
         ids, attn, labels = teacher_forced_batch(b_heads[sl], scenario.behaviour_answers[sl], tok.pad_token_id,
                                                  device)
-        logits = forward_logits(model, ids, attn, hooks)
-        (behaviour_ce(logits, labels) / len(b_heads)).backward()
+        (behaviour_ce(answer_logits(model, ids, attn, labels, hooks), labels) / len(b_heads)).backward()
     r_heads = encode_prompts(tok, scenario.retain_prompts)
     r_answers = generate_ids(model, scenario.retain_prompts, max_new_tokens=answer_tokens)
     for start in range(0, len(r_heads), batch_size):
@@ -39,7 +38,7 @@ def attribution_scores(model, scenario: Scenario, batch_size: int = 16, answer_t
         ids, attn, labels = teacher_forced_batch(r_heads[sl], answers, tok.pad_token_id, device)
         # Nothing is removed yet, so the hooked forward is the full model's (keep = 1 exactly): its detached
         # log-probabilities are the full model's, without a second forward.
-        masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts_answer(labels)], dim=-1)
+        masked = F.log_softmax(answer_logits(model, ids, attn, labels, hooks), dim=-1)
         # The KL's gradient is zero at the full model; its second-order curvature is what protects retain
         # behaviour, so we use the CE of the full model's answers, whose gradient is informative there.
         loss = -(masked.detach().exp() * masked).sum()

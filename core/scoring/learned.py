@@ -27,9 +27,8 @@ from core.circuit.masks import RemovalMasks
 from core.data.batches import predicts_answer, teacher_forced_batch
 from core.model.fingerprint import fingerprint
 from core.model.generate import encode_prompts, generate_ids
-from core.model.hooks import forward_logits
 from core.model.load import model_shape
-from core.scoring.objective import answer_log_probs, behaviour_ce, full_answer_log_probs, retain_kl
+from core.scoring.objective import answer_log_probs, answer_logits, behaviour_ce, full_answer_log_probs, retain_kl
 from core.scoring.scenario import DiscoveryError, Scenario
 from core.scoring.select import circuit_from_scores
 
@@ -167,12 +166,12 @@ def discover(model, scenario: Scenario, config: DiscoveryConfig | None = None, p
 
         ids, attn, labels = teacher_forced_batch([behaviour_heads[i] for i in b_idx],
                                                  [scenario.behaviour_answers[i] for i in b_idx], pad_id, device)
-        predicts = predicts_answer(labels)
-        logits = forward_logits(model, ids, attn, hooks)
+        logits = answer_logits(model, ids, attn, labels, hooks)
         behaviour = behaviour_ce(logits, labels) / len(b_idx)
         if scenario.avoid_first_token is not None:
-            first = predicts.float().argmax(dim=1)  # the position that predicts the first answer token
-            probs = logits[torch.arange(len(b_idx)), first].softmax(-1)
+            lengths = predicts_answer(labels).sum(1)
+            first = lengths.cumsum(0) - lengths  # each row's first answer-predicting position among the logits
+            probs = logits[first].softmax(-1)
             avoid = torch.tensor([scenario.avoid_first_token[i] for i in b_idx], device=device)
             p_avoid = probs.gather(1, avoid[:, None]).squeeze(1)
             behaviour = behaviour - torch.log1p(-p_avoid.clamp(max=1 - 1e-6)).mean()

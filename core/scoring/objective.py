@@ -9,13 +9,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.data.batches import predicts_answer, teacher_forced_batch
+from core.data.batches import answer_tokens, predicts_answer, teacher_forced_batch
 from core.model.hooks import Hooks, forward_logits
 
 
+def answer_logits(model, ids: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor, hooks: Hooks) -> torch.Tensor:
+    """Logits [answer tokens, vocab] at the positions that predict answer tokens (predicts_answer), `hooks` active."""
+    return forward_logits(model, ids, attn, hooks, at=predicts_answer(labels))
+
+
 def behaviour_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the answer tokens, summed over every answer token of the batch."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), reduction="sum")
+    """Cross-entropy of the answer tokens, summed over every answer token of the batch; `logits` from
+    answer_logits."""
+    return F.cross_entropy(logits, answer_tokens(labels), reduction="sum")
 
 
 def answer_log_probs(model, ids: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor, hooks: Hooks,
@@ -25,8 +31,8 @@ def answer_log_probs(model, ids: torch.Tensor, attn: torch.Tensor, labels: torch
     predicts = predicts_answer(labels)
     if full is None:
         with torch.no_grad():
-            full = F.log_softmax(forward_logits(model, ids, attn, ())[predicts], dim=-1)
-    masked = F.log_softmax(forward_logits(model, ids, attn, hooks)[predicts], dim=-1)
+            full = F.log_softmax(forward_logits(model, ids, attn, (), at=predicts), dim=-1)
+    masked = F.log_softmax(forward_logits(model, ids, attn, hooks, at=predicts), dim=-1)
     return full, masked
 
 
@@ -45,6 +51,6 @@ def full_answer_log_probs(model, heads: list[list[int]], answers: list[list[int]
             ids, attn, labels = teacher_forced_batch(heads[start:start + batch_size], answers[start:start + batch_size],
                                                      pad_id, model.cfg.device)
             predicts = predicts_answer(labels)
-            log_probs = F.log_softmax(forward_logits(model, ids, attn, ())[predicts], dim=-1)
+            log_probs = F.log_softmax(forward_logits(model, ids, attn, (), at=predicts), dim=-1)
             rows += list(log_probs.split(predicts.sum(1).tolist()))
     return rows
