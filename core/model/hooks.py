@@ -55,7 +55,8 @@ def forward_logits(model, ids: torch.Tensor, attn: torch.Tensor, hooks: Hooks,
     if at is not None and UNEMBED_HOOK in model.hook_dict:
         # The unembedding then runs on the chosen positions alone: on a small model with a large vocabulary it is
         # a fifth of a forward and backward (bench/discovery.py).
-        hooks = [*hooks, (UNEMBED_HOOK, lambda residual, hook: residual[at][None])]
+        # (.to: with a device map the last layers, and so the unembedding, may sit on another device.)
+        hooks = [*hooks, (UNEMBED_HOOK, lambda residual, hook: residual[at.to(residual.device)][None])]
         with hooked(model, hooks):
             return model(ids, attention_mask=attn, return_type="logits", use_cache=False)[0].float()
     with hooked(model, hooks):
