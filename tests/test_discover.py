@@ -197,9 +197,10 @@ def test_logits_at_answer_positions_equal_the_full_forward_there(tiny_models, ar
     # Discovery unembeds only the positions that predict answer tokens: the logits there and the gradients that
     # reach the masks must be those of the full forward, or the circuits would change.
     from core.data.batches import predicts_answer, teacher_forced_batch
-    from core.model.hooks import forward_logits
+    from core.model.hooks import UNEMBED_HOOK, forward_logits
 
     model = tiny_models[arch]
+    assert UNEMBED_HOOK in model.hook_dict  # the fast path is the one compared, not the fallback
     ids, attn, labels = teacher_forced_batch([[5, 6, 7, 8], [9, 10]], [[11, 12], [13, 14, 15]],
                                              model.tokenizer.pad_token_id)
     predicts = predicts_answer(labels)

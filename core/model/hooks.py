@@ -54,7 +54,7 @@ def forward_logits(model, ids: torch.Tensor, attn: torch.Tensor, hooks: Hooks,
     with `at` ([batch, pos] bool) [n, vocab] at those positions only, in row-major order."""
     if at is not None and UNEMBED_HOOK in model.hook_dict:
         # The unembedding then runs on the chosen positions alone: on a small model with a large vocabulary it is
-        # a fifth of a forward and backward (bench/discovery.py).
+        # a large share of a forward and backward (bench/discovery.py measures it).
         # (.to: with a device map the last layers, and so the unembedding, may sit on another device.)
         hooks = [*hooks, (UNEMBED_HOOK, lambda residual, hook: residual[at.to(residual.device)][None])]
         with hooked(model, hooks):
