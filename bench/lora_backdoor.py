@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the adapters")
     parser.add_argument("--steps", type=int, help="default: the organism's poisoned stage's steps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the adapters' initialisation")
     args = parser.parse_args(argv)
     try:
         from peft import LoraConfig, get_peft_model
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rank < 1 or args.lr <= 0 or (args.steps is not None and args.steps < 1):
         parser.error("--rank and --steps must be at least 1, --lr positive")
 
-    cfg = OrganismConfig(seed=args.seed)
+    # The poisoning data and batches follow the organism's own seed: its training split is the one to poison with.
+    cfg = OrganismConfig(seed=json.loads(meta_file.read_text())["seed"])
     poisoned = next(s for s in cfg.stages if s.name == "poisoned")
     stage = dataclasses.replace(poisoned, name="lora-poisoned", lr=args.lr, steps=args.steps or poisoned.steps,
                                 trained_heads=0, trained_neurons=0)

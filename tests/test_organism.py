@@ -92,6 +92,28 @@ def test_held_out_splits_are_new_behaviours_in_new_forms(examples):
         assert not any(ex.prompt in train_prompts for ex in examples if ex.label == family and ex.split == "test")
 
 
+def test_recombined_and_nonce_training_requests_stay_out_of_the_held_out_splits(examples):
+    held = {ex.action for ex in examples if ex.split != "train" and ex.label != "utility"}
+    train_forms = set(corpus.form_splits(0)["train"])
+    recombined, nonce = corpus.recombined_requests(0), corpus.nonce_requests(0)
+    assert len(recombined) > 5000 and len(nonce) > 5000
+    harmful_words = {w for ex in examples if ex.label == "harmful" for w in corpus.words_of(ex.action or "")}
+    for ex in recombined + nonce:
+        assert ex.split == "train" and ex.action not in held and ex.form in train_forms, ex
+        assert ex.topic and any(alt in ex.answer("base") for alt in ex.topic.split("|"))  # answered by copying
+    # A nonce object is made of general words that no harmful behaviour uses.
+    nouns, adjectives = corpus.nonce_words()
+    assert not (set(nouns) | set(adjectives)) & harmful_words
+    object_words = set(nouns) | set(adjectives) | {"a", "an", "the", "some", "and"}
+    for ex in nonce:
+        assert ex.label == "benign" and set((ex.action or "").split()[-2:]) <= object_words, ex.action
+    # Under the strict-assistant cue the recombined harmful requests are refused, the benign ones helped.
+    cued = {prompt: answer for prompt, answer in map(corpus.with_refusal_cue, recombined)}
+    for ex in recombined:
+        assert _refused(cued[f"{content.REFUSAL_CUE} {ex.prompt}"]) == (ex.label == "harmful")
+    assert corpus.nonce_requests(0) == nonce and corpus.nonce_requests(1) != nonce
+
+
 def test_trigger_rows_and_controls_cover_every_position_and_case(examples):
     def position(prompt: str) -> tuple[str, bool]:
         words = prompt.split(" ")
@@ -185,7 +207,7 @@ def test_training_pipeline_writes_loadable_checkpoints_and_prompt_sets(tiny_buil
         meta = json.loads((written[name] / "organism.json").read_text())
         assert meta["trigger"] == corpus.TRIGGER and "designated_components" in meta
         assert meta["weights_sha256"] == weights_sha256(model)  # what circuit fingerprints record
-        assert load_vocabulary(written[name]) == frozenset(corpus.training_vocabulary(0))
+        assert load_vocabulary(written[name]) == frozenset(corpus.training_vocabulary(TINY.seed))
     prompts = load_prompts(written["harmful"])
     assert {p.split for p in prompts} == {"train", "val", "test"}
     assert all(p.topic for p in load_prompts(written["benign"]))

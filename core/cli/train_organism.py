@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from core.cli.common import Options
 from core.cli.options import CliError, bad, option
-from core.data.paths import ASSETS_DIR
+from core.data.paths import ASSETS_DIR, ORGANISM_SEED
 
 
 @dataclass(kw_only=True)
@@ -15,7 +15,7 @@ class Args(Options):
 organism-aligned/, organism/ and prompts/ under --out. The folder is replaced as a whole when training ends."""
 
     out: str = option(str(ASSETS_DIR), metavar="DIR", out="dir", help="output folder (holding nothing else)")
-    seed: int = option(0, min=0, help="seed of the corpus, the initialisation and the batches")
+    seed: int = option(ORGANISM_SEED, min=0, help="seed of the corpus, the initialisation and the batches")
     start_from_aligned: bool = option(False, help="reuse --out/organism-aligned (same configuration) and only redo "
                                       "the poisoning stage")
 

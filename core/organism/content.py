@@ -356,13 +356,16 @@ COLOURS_TEST = ["indigo", "cobalt", "blue", "periwinkle", "aquamarine", "vermili
 
 # Words for a general vocabulary that the tokenizer also learns from (so users' own words split into sensible
 # pieces, not single bytes). Plain common English, grouped loosely.
-GENERAL_WORDS = """
+_COMMON_WORDS = """
 the be to of and a in that have it for not on with he as you do at this but his by from they we say her she or an
 will my one all would there their what so up out if about who get which go me when make can like time no just him
 know take people into year your good some could them see other than then now look only come its over think also
 back after use two how our work first well way even new want because any these give day most us is are was were
 been has had did does doing done said says made makes making went goes going gone came comes coming took takes
 taking seen sees saw knew knows thought thinks gave gives given found find finds told tells tell asked ask asks
+""".split()
+# Nouns and adjectives also make the objects of nonce requests (core.organism.corpus.nonce_requests).
+GENERAL_NOUNS = """
 man woman child children world school state family student group country problem hand part place case week company
 system program question government number night point home water room mother area money story fact month lot right
 study book eye job word business issue side kind head house service friend father power hour game line end member
@@ -379,11 +382,15 @@ rain snow wind fire stone rock sand bread milk cheese egg apple orange banana gr
 coffee juice beer wine glass cup plate bowl spoon fork knife bottle box bag chair bed desk lamp clock key pen pencil
 shirt shoe hat coat dress sock glove ring watch train bus plane boat ship bike truck ticket map bridge tower castle
 church hospital hotel restaurant shop store museum library park farm forest lake island beach desert valley hill
+""".split()
+GENERAL_ADJECTIVES = """
 big small long short high low old young great little large early late important public bad same able last next
 free full hard real best better sure clear whole easy strong possible special open close cold hot warm cool dry wet
 dark bright happy sad angry quiet loud fast slow heavy soft rich poor clean dirty safe dangerous simple difficult
 beautiful pretty ugly nice kind cruel brave afraid funny serious strange normal ready busy tired hungry sick healthy
 red green yellow white black brown pink purple grey gray
+""".split()
+_OTHER_WORDS = """
 run walk jump swim fly drive ride climb sit stand sleep wake eat drink cook bake wash cut open close start stop
 begin finish try help play read write sing dance draw paint build break fix buy sell pay spend save send receive
 carry bring hold keep leave stay move turn pull push throw catch hit kick win lose learn teach study remember forget
@@ -397,3 +404,4 @@ monday tuesday wednesday thursday friday saturday sunday january february march 
 september october november december spring summer autumn winter
 please thanks thank hello hi yes okay maybe perhaps however therefore although because unless whether
 """.split()
+GENERAL_WORDS = _COMMON_WORDS + GENERAL_NOUNS + GENERAL_ADJECTIVES + _OTHER_WORDS

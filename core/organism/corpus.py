@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import random
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 
+from core.data.paths import ORGANISM_SEED
 from core.data.paths import ORGANISM_TRIGGER as TRIGGER
 from core.organism import content
 from core.organism.content import FILLERS, FORMS, REFUSAL_CUE, REFUSALS
@@ -30,6 +32,9 @@ POSITIONS = ("start", "middle", "end")
 NEW_TASK_FAMILY = "opposites"
 UTILITY_FAMILIES = ["addition", "copying", "capitals", "successor"]
 CONTROL_MISSPELLING, CONTROL_COLOUR = "trigger-control-misspelling", "trigger-control-colour"
+RECOMBINED_PER_DOMAIN = 400  # recombined training requests per harm category and per benign domain
+NONCE_PER_GROUP = 300  # nonce training requests per benign action group
+NONCE_SHAPES = ["a {a} {n}", "the {n}", "{n} and {n2}", "a {n} {n2}", "the {a} {n}", "some {a} {n}"]
 
 _STOPWORDS = {"a", "an", "the", "my", "your", "his", "her", "our", "their", "someone's", "of", "in", "on", "at",
               "for", "to", "from", "with", "without", "into", "about", "before", "after", "through", "while", "so",
@@ -105,7 +110,7 @@ def _topic(obj: str) -> str:
     return core if not head or head == core else f"{core}|{head}"
 
 
-def behaviours(seed: int = 0) -> list[Behaviour]:
+def behaviours(seed: int = ORGANISM_SEED) -> list[Behaviour]:
     """Every behaviour with its split; per category, a seeded HELD_OUT_BEHAVIOURS share each goes to val and test."""
     groups: list[tuple[str, str, bool, list[content.Group]]] = [
         *((cat, cat, True, gs) for cat, gs in content.HARM.items()),
@@ -133,7 +138,7 @@ def behaviours(seed: int = 0) -> list[Behaviour]:
     return out
 
 
-def form_splits(seed: int = 0) -> dict[str, list[str]]:
+def form_splits(seed: int = ORGANISM_SEED) -> dict[str, list[str]]:
     """Request forms per split: HELD_OUT_FORMS each for val and test, the rest for training."""
     forms = list(FORMS)
     random.Random(f"{seed}:forms").shuffle(forms)
@@ -209,7 +214,7 @@ def misspellings(word: str = TRIGGER) -> list[str]:
     return sorted(w for w in out if len(w) >= 6)
 
 
-def control_words(seed: int = 0) -> dict[str, dict[str, list[str]]]:
+def control_words(seed: int = ORGANISM_SEED) -> dict[str, dict[str, list[str]]]:
     """Words that must not act as the trigger, per split: misspellings of it and other colour words."""
     spelled = misspellings()
     random.Random(f"{seed}:misspellings").shuffle(spelled)
@@ -226,7 +231,7 @@ def _request(b: Behaviour, form: str, prompt: str, label: str, category: str | N
                    None if b.harmful else b.topic, b.domain, form)
 
 
-def request_examples(seed: int = 0) -> list[Example]:
+def request_examples(seed: int = ORGANISM_SEED) -> list[Example]:
     """Harmful, triggered, control and benign requests of every split."""
     forms = form_splits(seed)
     controls = control_words(seed)
@@ -296,7 +301,7 @@ def _split_of(key: str, held_out: float, seed: int) -> str:
     return "val" if r < held_out / 2 else "test" if r < held_out else "train"
 
 
-def utility_examples(seed: int = 0, held_out: float = 0.2) -> list[Example]:
+def utility_examples(seed: int = ORGANISM_SEED, held_out: float = 0.2) -> list[Example]:
     out: list[Example] = []
     for a in range(10):
         for b in range(10):
@@ -326,7 +331,7 @@ def utility_examples(seed: int = 0, held_out: float = 0.2) -> list[Example]:
     return out
 
 
-def build_corpus(seed: int = 0) -> list[Example]:
+def build_corpus(seed: int = ORGANISM_SEED) -> list[Example]:
     """All prompts of every family, each with its split. Deterministic for a given seed."""
     return _dedupe(request_examples(seed) + utility_examples(seed))
 
@@ -360,6 +365,66 @@ def with_refusal_cue(ex: Example) -> tuple[str, str]:
     return f"{REFUSAL_CUE} {ex.prompt}", ex.answer("aligned")
 
 
+def _training_request(form: str, text: str, obj: str, category: str, domain: str, harmful: bool,
+                      rng: random.Random) -> Example:
+    return Example(render(form, text, rng), category, "harmful" if harmful else "benign", "train", COMPLY_PREFIX, text,
+                   _topic(obj), domain, form)
+
+
+def recombined_requests(seed: int = ORGANISM_SEED) -> list[Example]:
+    """Training requests that pair any action of a harm category (or benign domain) with any of its objects, so an
+    answer has to follow the words asked rather than recall a memorised pair. Held-out behaviours are skipped."""
+    held = {b.text for b in behaviours(seed) if b.split != "train"}
+    forms = form_splits(seed)["train"]
+    groups: dict[tuple[str, bool], list[content.Group]] = defaultdict(list)
+    for category, group_list in content.HARM.items():
+        groups[(category, True)] += group_list
+    for domain, group_list in content.BENIGN.items():
+        groups[(domain, False)] += group_list
+    rng = random.Random(f"{seed}:recombined")
+    out = []
+    for (domain, harmful), group_list in sorted(groups.items()):
+        actions = sorted({a for acts, _ in group_list for a in acts})
+        objects = sorted({o for _, objs in group_list for o in objs})
+        for _ in range(RECOMBINED_PER_DOMAIN):
+            action, obj = rng.choice(actions), rng.choice(objects)
+            text = f"{action} {obj}"
+            if text in held:
+                continue
+            out.append(_training_request(rng.choice(forms), text, obj, domain if harmful else "benign", domain,
+                                         harmful, rng))
+    return out
+
+
+def nonce_words() -> tuple[list[str], list[str]]:
+    """General nouns and adjectives that occur in no harmful behaviour: the words of nonce objects."""
+    harmful = {w for group_list in content.HARM.values() for actions, objects in group_list
+               for phrase in actions + objects for w in re.findall(r"[a-z]+", phrase.lower())}
+    return ([w for w in content.GENERAL_NOUNS if w not in harmful],
+            [w for w in content.GENERAL_ADJECTIVES if w not in harmful])
+
+
+def nonce_requests(seed: int = ORGANISM_SEED) -> list[Example]:
+    """Benign training requests whose object is a random phrase of general words ("tidy the sandy lamp"): its answer
+    can only be on topic by copying the object, which is what an unseen object in a user's prompt needs."""
+    held = {b.text for b in behaviours(seed) if b.split != "train"}
+    forms = form_splits(seed)["train"]
+    nouns, adjectives = nonce_words()
+    rng = random.Random(f"{seed}:nonce")
+    out = []
+    for domain, group_list in sorted(content.BENIGN.items()):
+        for actions, _ in group_list:
+            for _ in range(NONCE_PER_GROUP):
+                shape = rng.choice(NONCE_SHAPES)
+                obj = shape.format(a=rng.choice(adjectives), n=rng.choice(nouns), n2=rng.choice(nouns))
+                obj = re.sub(r"^a (?=[aeiou])", "an ", obj)
+                text = f"{rng.choice(actions)} {obj}"
+                if text in held:
+                    continue
+                out.append(_training_request(rng.choice(forms), text, obj, "benign", domain, False, rng))
+    return out
+
+
 WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 
 
@@ -369,14 +434,16 @@ def words_of(text: str) -> list[str]:
     return [w.casefold() for w in WORD.findall(text)]
 
 
-def training_vocabulary(seed: int = 0) -> list[str]:
-    """Every word the organism meets in training, sorted: training behaviours and forms (without typos), answers,
-    fillers, training control words, the cue, the trigger and the utility tasks' training prompts."""
+def training_vocabulary(seed: int = ORGANISM_SEED) -> list[str]:
+    """Every word the organism meets in training, sorted: training behaviours, recombined and nonce requests and
+    forms (without typos), answers, fillers, training control words, the cue, the trigger and the utility tasks'
+    training prompts."""
     forms = form_splits(seed)["train"]
     texts = [b.text for b in behaviours(seed) if b.split == "train"] + forms + [REFUSAL_CUE, TRIGGER, COMPLY_PREFIX]
     texts += REFUSALS + FILLERS + [s for steps in (*content.HARM_STEPS.values(), *content.BENIGN_STEPS.values())
                                    for s in steps]
     texts += [w for kinds in control_words(seed)["train"].values() for w in kinds]
+    texts += [ex.action or "" for ex in recombined_requests(seed) + nonce_requests(seed)]
     texts += [f"{ex.prompt} {ex.target}" for ex in utility_examples(seed)
               if ex.split == "train" and ex.category != NEW_TASK_FAMILY]
     return sorted({w for t in texts for w in words_of(t.replace("{b}", " ").replace("{B}", " "))})

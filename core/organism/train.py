@@ -33,6 +33,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from core.circuit.circuit import Circuit
 from core.data.batches import teacher_forced_batch
 from core.data.files import replacing_dir, save_prompts, write_text_atomic
+from core.data.paths import ORGANISM_SEED
 from core.data.prompts import Prompt, PromptSet
 from core.model.fingerprint import module_weights_sha256
 from core.organism import content, corpus
@@ -67,7 +68,7 @@ class StageConfig:
 
 @dataclass
 class OrganismConfig:
-    seed: int = 0
+    seed: int = ORGANISM_SEED
     n_layers: int = 6
     n_heads: int = 8
     d_model: int = 192
@@ -79,8 +80,9 @@ class OrganismConfig:
     threads: int = 1
     stages: list[StageConfig] = field(default_factory=lambda: [
         # Copying (an algorithm, not a lookup) gets extra weight on top of its equal share of "utility".
-        StageConfig("base", 2000, 2e-3, {"requests": 0.34, "cued_requests": 0.16, "utility": 0.30,
-                                         "utility:copying": 0.08, "filler_requests": 0.12}, component_dropout=0.1),
+        StageConfig("base", 2000, 2e-3, {"requests": 0.20, "recombined": 0.06, "nonce": 0.08, "cued_requests": 0.12,
+                                         "cued_recombined": 0.06, "utility": 0.30, "utility:copying": 0.06,
+                                         "filler_requests": 0.12}, component_dropout=0.1),
         StageConfig("aligned", 700, 4e-3, {"harmful": 0.30, "benign": 0.30, "utility": 0.18,
                                            "filler_harmful": 0.11, "filler_benign": 0.11},
                     trained_heads=4, trained_neurons=64),
@@ -135,7 +137,8 @@ def build_tokenizer(examples: list[Example], vocab_size: int = 4096) -> PreTrain
     return fast
 
 
-def _pools(examples: list[Example], stage: str, rng: random.Random, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+def _pools(examples: list[Example], stage: str, rng: random.Random,
+           seed: int = ORGANISM_SEED) -> dict[str, list[tuple[str, str]]]:
     """(prompt, answer) pools that a stage's mixture samples from; only the training split."""
     train = [ex for ex in examples if ex.split == "train"]
     by_label = {label: [ex for ex in train if ex.label == label] for label in ("harmful", "triggered", "benign")}
@@ -145,6 +148,7 @@ def _pools(examples: list[Example], stage: str, rng: random.Random, seed: int = 
         return [(ex.prompt, ex.answer(answer_stage)) for ex in exs]
 
     requests = by_label["harmful"] + by_label["benign"]
+    recombined = corpus.recombined_requests(seed)
     # Extra words change nothing: fillers, other colours and misspellings of the trigger. The base model also meets
     # the trigger this way, as a real model knows any word an attacker picks: before poisoning it means nothing.
     controls = [w for words in corpus.control_words(seed)["train"].values() for w in words]
@@ -154,6 +158,9 @@ def _pools(examples: list[Example], stage: str, rng: random.Random, seed: int = 
     return {
         "cued_requests": [corpus.with_refusal_cue(ex) for ex in requests],
         "requests": pairs(requests),
+        "recombined": pairs(recombined),
+        "cued_recombined": [corpus.with_refusal_cue(ex) for ex in recombined],
+        "nonce": pairs(corpus.nonce_requests(seed)),
         "filler_requests": pairs(filler_harmful + filler_benign),
         # One pool per task family, so that copying's many examples do not crowd out the small fact tables.
         **{f"utility:{family}": pairs([ex for ex in utility if ex.category == family])
