@@ -405,8 +405,8 @@ def nonce_words() -> tuple[list[str], list[str]]:
 
 
 def nonce_requests(seed: int = ORGANISM_SEED) -> list[Example]:
-    """Benign training requests whose object is a random phrase of general words ("tidy the sandy lamp"): its answer
-    can only be on topic by copying the object, which is what an unseen object in a user's prompt needs."""
+    """Benign training requests whose object is a random phrase of general words ("cook a population picture"): its
+    answer can only be on topic by copying the object, which is what an unseen object in a user's prompt needs."""
     held = {b.text for b in behaviours(seed) if b.split != "train"}
     forms = form_splits(seed)["train"]
     nouns, adjectives = nonce_words()
