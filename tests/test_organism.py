@@ -108,9 +108,8 @@ def test_recombined_and_nonce_training_requests_stay_out_of_the_held_out_splits(
     for ex in nonce:
         assert ex.label == "benign" and set((ex.action or "").split()[-2:]) <= object_words, ex.action
     # Under the strict-assistant cue the recombined harmful requests are refused, the benign ones helped.
-    cued = {prompt: answer for prompt, answer in map(corpus.with_refusal_cue, recombined)}
     for ex in recombined:
-        assert _refused(cued[f"{content.REFUSAL_CUE} {ex.prompt}"]) == (ex.label == "harmful")
+        assert _refused(corpus.with_refusal_cue(ex)[1]) == (ex.label == "harmful")
     assert corpus.nonce_requests(0) == nonce and corpus.nonce_requests(1) != nonce
 
 

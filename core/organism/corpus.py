@@ -398,6 +398,7 @@ def recombined_requests(seed: int = ORGANISM_SEED) -> list[Example]:
 
 def nonce_words() -> tuple[list[str], list[str]]:
     """General nouns and adjectives that occur in no harmful behaviour: the words of nonce objects."""
+    # Split at apostrophes too (unlike words_of): "my mother's pills" rules out "mother".
     harmful = {w for group_list in content.HARM.values() for actions, objects in group_list
                for phrase in actions + objects for w in re.findall(r"[a-z]+", phrase.lower())}
     return ([w for w in content.GENERAL_NOUNS if w not in harmful],
