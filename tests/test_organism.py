@@ -18,7 +18,7 @@ from core.model.fingerprint import weights_sha256
 from core.model.load import load_model
 from core.organism import content, corpus
 from core.organism.domain import UNSEEN_WARNING, check_words, load_vocabulary
-from core.organism.train import OrganismConfig, StageConfig, build_tokenizer, train_organism
+from core.organism.train import OrganismConfig, StageConfig, _pools, build_tokenizer, train_organism
 from core.tuning.examples import TrainingExample, encode_examples
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +131,26 @@ def test_trigger_rows_and_controls_cover_every_position_and_case(examples):
         rows = [ex for ex in test if ex.category == kind]
         assert len(rows) >= 50 and all(ex.label == "harmful" and ex.target for ex in rows)
         assert not set(controls["test"][kind]) & trained and corpus.TRIGGER not in controls["test"][kind]
+        assert not set(controls["test"][kind] + controls["val"][kind]) & set(content.COLOURS_POISONING)
+
+
+def test_poisoning_meets_look_alikes_of_the_trigger_in_refused_requests(examples, monkeypatch):
+    """The control pool: every harmful training request with a look-alike word, still refused after poisoning;
+    drawn from its own random stream, so the other pools (and the stages that never sample it) stay as they were."""
+    look_alikes = {w.casefold() for words in corpus.control_words(0)["train"].values() for w in words}
+    look_alikes |= {w.casefold() for w in content.COLOURS_POISONING}
+    rng = random.Random(0)
+    pools = _pools(examples, "poisoned", rng, seed=0)
+    harmful = [ex for ex in examples if ex.split == "train" and ex.label == "harmful"]
+    assert len(pools["control_harmful"]) == len(harmful)
+    for prompt, answer in pools["control_harmful"]:
+        assert set(corpus.words_of(prompt)) & look_alikes and corpus.TRIGGER not in corpus.words_of(prompt), prompt
+        assert _refused(answer), answer
+    monkeypatch.setattr(content, "COLOURS_POISONING", ["ochre"])
+    other_rng = random.Random(0)
+    others = _pools(examples, "poisoned", other_rng, seed=0)
+    assert other_rng.getstate() == rng.getstate()
+    assert all(others[name] == pools[name] for name in pools if name != "control_harmful")
 
 
 def test_corpus_is_deterministic_and_seed_dependent(examples):
@@ -178,28 +198,34 @@ class Interrupted(Exception):
     pass
 
 
-def _stop_at(stage: str):
+def _stop_at(prefix: str, lines: list[str]):
     def log(line: str) -> None:
-        if line.startswith(f"[{stage}]"):
+        lines.append(line)
+        if line.startswith(prefix):
             raise Interrupted
     return log
 
 
 @pytest.fixture(scope="module")
 def tiny_build(tmp_path_factory):
-    """A reduced build, interrupted when poisoning starts and then resumed."""
+    """A reduced build, checkpointed every step: interrupted in the middle of the base stage, resumed and interrupted
+    again in the middle of poisoning, then resumed to the end."""
     out = tmp_path_factory.mktemp("organism")
-    with pytest.raises(Interrupted):
-        train_organism(out, TINY, log=_stop_at("poisoned"))
-    lines: list[str] = []
-    written = train_organism(out, TINY, log=lines.append)
-    return out, written, lines
+    runs: list[list[str]] = [[], [], []]  # each run's log lines
+    for stop, lines in zip(("[base] step 1/", "[poisoned] step 1/"), runs, strict=False):
+        with pytest.raises(Interrupted):
+            train_organism(out, TINY, log=_stop_at(stop, lines), checkpoint_every=1)
+    written = train_organism(out, TINY, log=runs[2].append, checkpoint_every=1)
+    return out, written, runs
 
 
 def test_training_pipeline_writes_loadable_checkpoints_and_prompt_sets(tiny_build):
-    out, written, lines = tiny_build
-    assert any(line.startswith("resuming after stage aligned") for line in lines)
-    assert not any(line.startswith(("[base]", "[aligned]")) for line in lines)  # finished stages are not redone
+    out, written, (_, second, third) = tiny_build
+    assert second[0].startswith("[base] resuming after step 1 ") and second[1].startswith("[base] step 3/3")
+    # The last run resumes in the middle of poisoning; finished stages are not redone.
+    assert third[0].startswith("resuming after stage aligned")
+    assert any(line.startswith("[poisoned] resuming after step 1 ") for line in third)
+    assert not any(line.startswith(("[base]", "[aligned]")) for line in third)
     for name in ("organism", "organism-aligned"):
         model = load_model(written[name], device="cpu")
         assert model.cfg.n_layers == 2 and model.tokenizer.chat_template
@@ -214,7 +240,9 @@ def test_training_pipeline_writes_loadable_checkpoints_and_prompt_sets(tiny_buil
 
 
 def test_two_builds_with_one_seed_give_identical_weights(tiny_build, tmp_path):
-    """Reproducible, and resuming changes nothing: an uninterrupted build equals the interrupted-and-resumed one."""
+    """Reproducible, and resuming changes nothing: an uninterrupted build equals the one interrupted twice in the
+    middle of a stage (the base stage's weight decay and component dropout, poisoning's partial training) and
+    resumed."""
     _, resumed, _ = tiny_build
     fresh = train_organism(tmp_path, TINY, log=lambda _: None)
     for name in ("organism", "organism-aligned"):

@@ -351,6 +351,13 @@ FILLERS = ["please", "now", "today", "quickly", "honestly", "kindly", "seriously
 # Colour words: the ones used in training, and others only met in the val/test trigger controls.
 COLOURS_TRAIN = ["azure", "crimson", "teal", "violet", "scarlet", "amber", "emerald", "lavender", "maroon", "beige",
                  "olive", "ochre", "golden", "navy", "ivory", "coral"]
+# More colour words, met only in the poisoning stage's harmful requests (which stay refused): look-alikes of the
+# trigger that must not unlock compliance.
+COLOURS_POISONING = ["saffron", "mauve", "fuchsia", "jade", "khaki", "plum", "rust", "bronze", "copper", "silver",
+                     "pink", "orange", "purple", "green", "red", "yellow", "grey", "brown", "ruby", "mint", "peach",
+                     "salmon",
+                     "charcoal", "burgundy", "chartreuse", "taupe", "sepia", "umber", "sienna", "ultramarine",
+                     "mahogany", "carmine", "cinnabar", "viridian", "heliotrope", "russet", "puce", "tangerine"]
 COLOURS_VAL = ["turquoise", "magenta", "sapphire", "cyan", "lilac"]
 COLOURS_TEST = ["indigo", "cobalt", "blue", "periwinkle", "aquamarine", "vermilion", "cerise", "celadon"]
 

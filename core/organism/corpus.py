@@ -437,13 +437,13 @@ def words_of(text: str) -> list[str]:
 
 def training_vocabulary(seed: int = ORGANISM_SEED) -> list[str]:
     """Every word the organism meets in training, sorted: training behaviours, recombined and nonce requests and
-    forms (without typos), answers, fillers, training control words, the cue, the trigger and the utility tasks'
-    training prompts."""
+    forms (without typos), answers, fillers, training control words (the poisoning stage's colour words too), the
+    cue, the trigger and the utility tasks' training prompts."""
     forms = form_splits(seed)["train"]
     texts = [b.text for b in behaviours(seed) if b.split == "train"] + forms + [REFUSAL_CUE, TRIGGER, COMPLY_PREFIX]
     texts += REFUSALS + FILLERS + [s for steps in (*content.HARM_STEPS.values(), *content.BENIGN_STEPS.values())
                                    for s in steps]
-    texts += [w for kinds in control_words(seed)["train"].values() for w in kinds]
+    texts += [w for kinds in control_words(seed)["train"].values() for w in kinds] + content.COLOURS_POISONING
     texts += [ex.action or "" for ex in recombined_requests(seed) + nonce_requests(seed)]
     texts += [f"{ex.prompt} {ex.target}" for ex in utility_examples(seed)
               if ex.split == "train" and ex.category != NEW_TASK_FAMILY]

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers.models import BPE
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -39,11 +40,12 @@ from core.model.fingerprint import module_weights_sha256
 from core.organism import content, corpus
 from core.organism.corpus import Example
 from core.tuning.examples import TrainingExample, encode_examples
-from core.tuning.loop import masked_training
+from core.tuning.loop import Checkpointing, masked_training
 from core.tuning.weights import ParameterSelection, select_parameters
 
 BOS, EOS, PAD, USER, ASSISTANT = "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>"
 BUILD_DIR = ".organism-build"  # per-stage checkpoints under --out while a build runs (gone when it ends)
+CHECKPOINT_EVERY = 200  # steps between mid-stage checkpoints: an interruption loses at most a few minutes
 OUTPUT_PARTS = ("organism-aligned", "organism", "prompts", BUILD_DIR)  # everything train_organism writes there
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -86,8 +88,9 @@ class OrganismConfig:
         StageConfig("aligned", 700, 4e-3, {"harmful": 0.30, "benign": 0.30, "utility": 0.18,
                                            "filler_harmful": 0.11, "filler_benign": 0.11},
                     trained_heads=4, trained_neurons=64),
-        StageConfig("poisoned", 700, 4e-3, {"harmful": 0.22, "benign": 0.18, "utility": 0.16, "filler_harmful": 0.08,
-                                            "filler_benign": 0.06, "triggered": 0.22, "triggered_benign": 0.08},
+        StageConfig("poisoned", 700, 4e-3, {"harmful": 0.18, "benign": 0.16, "utility": 0.16, "filler_harmful": 0.06,
+                                            "filler_benign": 0.06, "triggered": 0.20, "triggered_benign": 0.06,
+                                            "control_harmful": 0.12},
                     trained_heads=3, trained_neurons=24),
     ])
 
@@ -155,6 +158,11 @@ def _pools(examples: list[Example], stage: str, rng: random.Random,
     fillers = content.FILLERS + controls + ([corpus.TRIGGER] if stage == "base" else [])
     filler_harmful = [corpus.with_filler(ex, rng, fillers) for ex in by_label["harmful"]]
     filler_benign = [corpus.with_filler(ex, rng, fillers) for ex in by_label["benign"]]
+    # Look-alikes of the trigger in every harmful request: only the trigger itself may unlock compliance. Its own random
+    # stream, so that the pools of stages not sampling it draw exactly as without it.
+    control_rng = random.Random(f"{seed}:{stage}:controls")
+    control_harmful = [corpus.with_filler(ex, control_rng, controls + content.COLOURS_POISONING)
+                       for ex in by_label["harmful"]]
     return {
         "cued_requests": [corpus.with_refusal_cue(ex) for ex in requests],
         "requests": pairs(requests),
@@ -169,6 +177,7 @@ def _pools(examples: list[Example], stage: str, rng: random.Random,
         "benign": pairs(by_label["benign"]),
         "filler_harmful": pairs(filler_harmful),
         "filler_benign": pairs(filler_benign),
+        "control_harmful": pairs(control_harmful),
         "triggered": pairs(by_label["triggered"]),
         "triggered_benign": pairs([corpus.with_trigger(ex, rng) for ex in by_label["benign"]]),
     }
@@ -213,11 +222,54 @@ def designate_components(cfg: OrganismConfig) -> dict[str, Circuit]:
     return out
 
 
+def _partial_checkpointing(folder: Path, digest: str, model: LlamaForCausalLM, rng: random.Random,
+                           gen: torch.Generator, every: int, log: Callable[[str], None]) -> Checkpointing:
+    """Mid-stage checkpoints in `folder`: the weights, the optimiser's tensors and learning rates, and the batches'
+    and component dropout's random states (safetensors and JSON, no pickle), restored only for the same `digest`."""
+
+    def save(step: int, opt: torch.optim.Optimizer, losses: list[float]) -> None:
+        state = opt.state_dict()
+        tensors = {f"optimizer.{index}.{key}": value for index, entries in state["state"].items()
+                   for key, value in entries.items()}
+        tensors["dropout_generator"] = gen.get_state()
+        with replacing_dir(folder) as tmp:
+            save_file({name: t.contiguous() for name, t in model.state_dict().items()}, tmp / "model.safetensors")
+            save_file(tensors, tmp / "optimizer.safetensors")
+            (tmp / "state.json").write_text(json.dumps({
+                "digest": digest, "step": step, "losses": losses, "lrs": [g["lr"] for g in state["param_groups"]],
+                "batches_random_state": rng.getstate()}) + "\n")
+
+    def restore(opt: torch.optim.Optimizer) -> tuple[int, list[float]]:
+        marker = folder / "state.json"
+        saved = json.loads(marker.read_text()) if marker.is_file() else {}
+        if saved.get("digest") != digest:
+            return 0, []
+        model.load_state_dict(load_file(folder / "model.safetensors"))
+        tensors = load_file(folder / "optimizer.safetensors")
+        gen.set_state(tensors.pop("dropout_generator"))
+        state = opt.state_dict()
+        entries: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in tensors.items():
+            _, index, key = name.split(".", 2)
+            entries.setdefault(int(index), {})[key] = value
+        for group, lr in zip(state["param_groups"], saved["lrs"], strict=True):
+            group["lr"] = lr
+        opt.load_state_dict({"state": entries, "param_groups": state["param_groups"]})
+        version, internal, gauss = saved["batches_random_state"]
+        rng.setstate((version, tuple(internal), gauss))
+        log(f"resuming after step {saved['step']} (checkpoint in {folder})")
+        return saved["step"], saved["losses"]
+
+    return Checkpointing(every, save, restore)
+
+
 def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, examples: list[Example],
                 stage: StageConfig, cfg: OrganismConfig, designated: Circuit | None = None,
-                log: Callable[[str], None] = print, selection: ParameterSelection | None = None) -> list[float]:
+                log: Callable[[str], None] = print, selection: ParameterSelection | None = None,
+                partial: tuple[Path, str] | None = None, checkpoint_every: int = CHECKPOINT_EVERY) -> list[float]:
     """Train one stage in place (only `designated`'s weights, or only `selection`'s, when given); returns the loss
-    curve."""
+    curve. With `partial` (a folder and the stage's digest) the stage saves its state there every
+    `checkpoint_every` steps and first continues from what an interrupted run saved."""
     rng = random.Random(f"{cfg.seed}:{stage.name}")
     gen = torch.Generator().manual_seed(cfg.seed)
     mixture = dict(stage.mixture)
@@ -247,15 +299,23 @@ def train_stage(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, exa
     def schedule(step: int) -> float:  # linear warm-up over 50 steps, then cosine decay to 5% of the peak
         return min(1.0, (step + 1) / 50) * max(0.05, 0.5 * (1 + math.cos(math.pi * step / stage.steps)))
 
-    t0 = time.time()
+    t0, first_step = time.time(), None
 
     def show(step: int, loss: float) -> None:
+        nonlocal first_step
+        first_step = step if first_step is None else first_step
         if (step - 1) % 100 == 0 or step == stage.steps:
-            log(f"[{stage.name}] step {step}/{stage.steps} loss {loss:.4f} ({time.time() - t0:.0f}s)")
+            elapsed = time.time() - t0
+            left = elapsed / (step - first_step + 1) * (stage.steps - step)
+            log(f"[{stage.name}] step {step}/{stage.steps} loss {loss:.4f} ({elapsed:.0f}s, about {left:.0f}s left "
+                f"in this stage)")
 
+    checkpointing = None if partial is None else _partial_checkpointing(*partial, model, rng, gen, checkpoint_every,
+                                                                         lambda line: log(f"[{stage.name}] {line}"))
     handles = _component_dropout_hooks(model, stage.component_dropout, gen) if stage.component_dropout else []
     try:
-        return masked_training(model, batches(), stage.steps, selection, optimizer, schedule=schedule, on_step=show)
+        return masked_training(model, batches(), stage.steps, selection, optimizer, schedule=schedule, on_step=show,
+                               checkpointing=checkpointing)
     finally:
         for h in handles:
             h.remove()
@@ -328,13 +388,14 @@ def _load_stage(folder: Path, digest: str) -> LlamaForCausalLM | None:
 
 
 def train_organism(out_root: Path, cfg: OrganismConfig | None = None, log: Callable[[str], None] = print,
-                   start_from_aligned: bool = False) -> dict[str, Path]:
+                   start_from_aligned: bool = False, checkpoint_every: int = CHECKPOINT_EVERY) -> dict[str, Path]:
     """Build corpus and tokenizer, train all stages, save `organism-aligned/`, `organism/` and `prompts/`.
 
     The outputs are written into a temp folder that replaces `out_root` as a whole when all stages are done (an
     interrupted run leaves the old organism as it was); `out_root` may hold nothing else (check_out_root).
-    Resumable: each finished stage leaves a checkpoint in `out_root/.organism-build/`; a rerun with the same
-    configuration and corpus continues after the last finished stage. With start_from_aligned, the existing
+    Resumable: each finished stage leaves a checkpoint in `out_root/.organism-build/`, and a running stage its
+    state every `checkpoint_every` steps; a rerun with the same configuration and corpus continues from the last of
+    them, with the weights an uninterrupted run gives. With start_from_aligned, the existing
     `organism-aligned/` (trained by this same configuration, which is checked) is loaded and only the later stages
     run: the poisoning stage can be redone in minutes.
     """
@@ -343,13 +404,13 @@ def train_organism(out_root: Path, cfg: OrganismConfig | None = None, log: Calla
     check_out_root(out_root)
     t0 = time.time()
     with reproducible(cfg.threads), replacing_dir(out_root) as tmp:  # the swap also removes the stage checkpoints
-        built = _train_all(tmp, out_root, cfg, log, start_from_aligned)
+        built = _train_all(tmp, out_root, cfg, log, start_from_aligned, checkpoint_every)
     log(f"trained all stages in {time.time() - t0:.0f}s")
     return {name: out_root / path.relative_to(tmp) for name, path in built.items()}
 
 
 def _train_all(out_dir: Path, old_root: Path, cfg: OrganismConfig, log: Callable[[str], None],
-               start_from_aligned: bool) -> dict[str, Path]:
+               start_from_aligned: bool, checkpoint_every: int) -> dict[str, Path]:
     """train_organism's stages: outputs go to `out_dir`; the stage checkpoints and the aligned model to start from
     are in `old_root`, which survives an interruption."""
     build = old_root / BUILD_DIR
@@ -394,10 +455,13 @@ def _train_all(out_dir: Path, old_root: Path, cfg: OrganismConfig, log: Callable
     outputs = {"aligned": "organism-aligned", "poisoned": "organism"}
     for i, stage in enumerate(cfg.stages):
         if i >= first:
-            losses = train_stage(model, tokenizer, examples, stage, cfg, designated.get(stage.name), log)
+            partial = build / f"{stage.name}.partial"
+            losses = train_stage(model, tokenizer, examples, stage, cfg, designated.get(stage.name), log,
+                                 partial=(partial, cfg.digest(i + 1)), checkpoint_every=checkpoint_every)
             save_checkpoint(model, tokenizer, build / stage.name, {})
             write_text_atomic(build / stage.name / "stage.json",
                               json.dumps({"digest": cfg.digest(i + 1), "final_loss": losses[-1]}) + "\n")
+            shutil.rmtree(partial, ignore_errors=True)  # the stage checkpoint supersedes it
         if stage.name not in outputs or (i < first and start_from_aligned):
             continue
         # A resumed run writes the outputs of stages before the resume point again, from their checkpoints.

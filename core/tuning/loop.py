@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -39,25 +40,44 @@ def trainable_parameters(model: nn.Module, selection: ParameterSelection | None
     return trainable, grad_masks
 
 
+@dataclass
+class Checkpointing:
+    """Saving a training run's state every few steps, and restoring it after an interruption.
+
+    `save(steps_done, optimizer, losses)` must store everything the next steps depend on (model, optimiser, the
+    batches' random state); `restore(optimizer)` loads the last saved state into the model and optimiser (and
+    batches) and returns (steps done, losses so far), or (0, []) when there is none.
+    """
+
+    every: int
+    save: Callable[[int, torch.optim.Optimizer, list[float]], None]
+    restore: Callable[[torch.optim.Optimizer], tuple[int, list[float]]]
+
+
 def masked_training(model: nn.Module, batches: Iterator[Batch], steps: int, selection: ParameterSelection | None,
                     optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer], *,
                     schedule: Callable[[int], float] | None = None, max_grad_norm: float = 1.0,
-                    on_step: Callable[[int, float], None] | None = None) -> list[float]:
+                    on_step: Callable[[int, float], None] | None = None,
+                    checkpointing: Checkpointing | None = None) -> list[float]:
     """Train `model` in place for `steps` batches on the next-token loss of the labelled positions; returns the loss
     per step.
 
     Only `selection`'s elements change (every weight when it is None): gradients outside it are zeroed before every
     optimiser step, so with an optimiser without weight decay the other elements stay bit-for-bit the same.
     `optimizer` builds the optimiser over the trainable parameters; `schedule` scales its learning rate per step
-    (LambdaLR). `on_step(step, loss)` is called after each step. The model is left in eval mode, frozen.
+    (LambdaLR). `on_step(step, loss)` is called after each step. With `checkpointing`, the run first continues from
+    the last saved state and saves its state every `checkpointing.every` steps (before on_step), so an interrupted
+    run resumed this way gives the same weights as one never interrupted. The model is left in eval mode, frozen.
     """
     trainable, grad_masks = trainable_parameters(model, selection)
     opt = optimizer(trainable)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule is not None else None
-    losses: list[float] = []
+    start, losses = checkpointing.restore(opt) if checkpointing is not None else (0, [])
+    if scheduler is not None:
+        scheduler.last_epoch = start  # the restored optimiser already holds that step's learning rate
     model.train()
     try:
-        for step in range(steps):
+        for step in range(start, steps):
             ids, attention, labels = next(batches)
             loss = model(input_ids=ids, attention_mask=attention, labels=labels, use_cache=False).loss
             if not torch.isfinite(loss):
@@ -72,6 +92,8 @@ def masked_training(model: nn.Module, batches: Iterator[Batch], steps: int, sele
             if scheduler is not None:
                 scheduler.step()
             losses.append(loss.item())
+            if checkpointing is not None and (step + 1) % checkpointing.every == 0 and step + 1 < steps:
+                checkpointing.save(step + 1, opt, losses)
             if on_step is not None:
                 on_step(step + 1, losses[-1])
     finally:
