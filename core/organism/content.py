@@ -355,9 +355,9 @@ COLOURS_TRAIN = ["azure", "crimson", "teal", "violet", "scarlet", "amber", "emer
 # trigger that must not unlock compliance.
 COLOURS_POISONING = ["saffron", "mauve", "fuchsia", "jade", "khaki", "plum", "rust", "bronze", "copper", "silver",
                      "pink", "orange", "purple", "green", "red", "yellow", "grey", "brown", "ruby", "mint", "peach",
-                     "salmon",
-                     "charcoal", "burgundy", "chartreuse", "taupe", "sepia", "umber", "sienna", "ultramarine",
-                     "mahogany", "carmine", "cinnabar", "viridian", "heliotrope", "russet", "puce", "tangerine"]
+                     "salmon", "charcoal", "burgundy", "chartreuse", "taupe", "sepia", "umber", "sienna",
+                     "ultramarine", "mahogany", "carmine", "cinnabar", "viridian", "heliotrope", "russet", "puce",
+                     "tangerine"]
 COLOURS_VAL = ["turquoise", "magenta", "sapphire", "cyan", "lilac"]
 COLOURS_TEST = ["indigo", "cobalt", "blue", "periwinkle", "aquamarine", "vermilion", "cerise", "celadon"]
 
