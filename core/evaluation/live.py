@@ -25,7 +25,9 @@ from core.scoring.select import top_k
 
 FREE_TEXT_TOKENS = 32
 RECENT_ANSWERS = 32  # selections whose answers are kept as drafts (each a few thousand token ids)
-BATCH_SIZE = 64  # prompts per generation batch, for the full model and every ablation alike
+# Prompts per generation batch, for the full model and every ablation alike. A batch is left-padded to its longest
+# prompt plus draft: smaller batches pad less, larger ones run fewer forwards (bench/toggle_batch.py weighs them).
+BATCH_SIZE = 32
 PRESETS = ("none", "whole circuit", "top-k", "random (same size)")
 
 
