@@ -48,6 +48,18 @@ def toggle_plan(shape: ModelShape, session: int, toggles: int, seed: int) -> lis
     return plan
 
 
+def load_served_model(path: str, script: str, threads: int | None = None):
+    """The model on the CPU with the threads the app serves it with (or `threads`); None, after a one-line error
+    naming `script`, when it cannot be loaded."""
+    try:
+        model = load_model(path, device="cpu")
+    except ModelLoadError as e:
+        print(f"{script}: {e}", file=sys.stderr)
+        return None
+    torch.set_num_threads(threads or inference_threads(model, torch.get_num_threads()))
+    return model
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-quantile by linear interpolation between order statistics."""
     ordered = sorted(values)
@@ -115,12 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.toggles < 1 or args.think < 0:
         parser.error("--sessions and --toggles must be at least 1, --think at least 0")
-    try:
-        model = load_model(args.model, device="cpu")
-    except ModelLoadError as e:
-        print(f"bench/sessions.py: {e}", file=sys.stderr)
+    model = load_served_model(args.model, "bench/sessions.py", args.threads)
+    if model is None:
         return 2
-    torch.set_num_threads(args.threads or inference_threads(model, torch.get_num_threads()))
     shape = model_shape(model)
     full = live.full_reports(model, samples.eval_set(args.prompts), samples.utility_set())
     plans = [toggle_plan(shape, i, args.toggles, args.seed) for i in range(args.sessions)]

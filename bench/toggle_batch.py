@@ -16,12 +16,12 @@ import sys
 import time
 
 import torch
-from sessions import ORGANISM_DIR, toggle_plan
+from sessions import ORGANISM_DIR, load_served_model, toggle_plan
 
 from core.data import samples
 from core.evaluation import live
 from core.model.generate import encode_prompts
-from core.model.load import ModelLoadError, inference_threads, load_model, model_shape
+from core.model.load import model_shape
 
 
 def padded_tokens(lengths: list[int], batch_size: int) -> int:
@@ -41,12 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.sizes) < 1 or args.sessions < 1 or args.rounds < 1:
         parser.error("--sizes, --sessions and --rounds must be at least 1")
-    try:
-        model = load_model(args.model, device="cpu")
-    except ModelLoadError as e:
-        print(f"bench/toggle_batch.py: {e}", file=sys.stderr)
+    model = load_served_model(args.model, "bench/toggle_batch.py")
+    if model is None:
         return 2
-    torch.set_num_threads(inference_threads(model, torch.get_num_threads()))
     shape = model_shape(model)
     full = live.full_reports(model, samples.eval_set(args.prompts), samples.utility_set())
     judgements = full.behaviour.judgements + full.utility.judgements
