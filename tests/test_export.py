@@ -101,3 +101,28 @@ def test_cli_export_round_trip_and_one_line_errors(tiny_models, tiny_checkpoints
     assert main(["export", "--circuit", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "no circuit file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_export_of_a_sample_circuit_from_another_clone_edits_the_bundled_organism(tmp_path, capsys):
+    """A sample circuit records the organism path of the checkout that found it; read from a clone elsewhere, export
+    still finds the organism by its weights, and a circuit of some other absent model gets a one-line error."""
+    import json
+
+    from core.data.paths import ORGANISM_DIR, SAMPLE_CIRCUITS_DIR
+
+    if not (ORGANISM_DIR / "config.json").is_file():
+        pytest.skip(f"the organism checkpoint is not built yet ({ORGANISM_DIR} has no config.json)")
+    record = json.loads((SAMPLE_CIRCUITS_DIR / "organism-backdoor.json").read_text())
+    record["model"]["path"] = str(tmp_path / "another-clone" / "assets" / "organism")
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(record))
+    assert main(["export", "--circuit", str(moved), "--out", str(tmp_path / "out")]) == 0
+    assert str(ORGANISM_DIR) in capsys.readouterr().out
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+    record["model"]["weights_sha256"] = "0" * 64
+    moved.write_text(json.dumps(record))
+    assert main(["export", "--circuit", str(moved), "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert "not on this machine" in err and "--model" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out2").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from core.cli.common import Options
@@ -17,7 +18,7 @@ neurons, and save an ordinary HF checkpoint (safetensors, config, tokenizer) tha
     circuit: str = option(metavar="CIRCUIT.json", help="the circuit to ablate")
     out: str = option(metavar="DIR", help="output checkpoint folder")
     model: str | None = option(None, metavar="PATH", help="checkpoint to edit (default: the circuit's recorded "
-                               "model path, else the bundled organism)")
+                               "model path, or the bundled organism when the circuit was found on its weights)")
     ablation: Literal["zero", "mean"] = option("zero", help="only zero ablation is a pure weight edit; mean is "
                                                "refused")
     overwrite: bool = option(False, help="replace --out (an empty folder or a checkpoint folder)")
@@ -32,10 +33,25 @@ def run(args: Args) -> int:
         circuit = load_circuit(args.circuit)
     except CircuitFileError as e:
         raise CliError(str(e)) from None
-    model = args.model or circuit.model.get("path") or str(ORGANISM_DIR)
+    model = args.model or _default_model(circuit, ORGANISM_DIR)
     try:  # every check (architecture, shape, --out) runs on config.json before the weights are read
         plan = export_ablated(model, circuit, args.out, method=args.ablation, overwrite=args.overwrite)
     except ExportError as e:
         raise CliError(str(e)) from None
     print(provenance(plan, args.circuit))
     return 0
+
+
+def _default_model(circuit, organism_dir: Path) -> str:
+    """The checkpoint a circuit was found on: its recorded path where that exists here; the bundled organism when the
+    circuit records no path or the organism's weights (a sample circuit read from another clone); else an error."""
+    from core.data.record import checkpoint_record
+
+    recorded = circuit.model.get("path")
+    if recorded and Path(recorded).exists():
+        return str(recorded)
+    found_on = circuit.model.get("weights_sha256")
+    if not recorded or (found_on and found_on == checkpoint_record(organism_dir).get("weights_sha256")):
+        return str(organism_dir)
+    raise CliError(f"circuit '{circuit.name}' was found on {recorded}, which is not on this machine; pass --model "
+                   "with that checkpoint's folder")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from core.cli.common import Options
 from core.cli.options import CliError, bad, option
 from core.data.paths import ASSETS_DIR, ORGANISM_SEED
+from core.data.record import RECORD_FILE
 
 
 @dataclass(kw_only=True)
@@ -28,7 +29,7 @@ organism-aligned/, organism/ and prompts/ under --out. The folder is replaced as
             check_out_root(Path(self.out))
         except ValueError as e:
             raise CliError(f"--out: {e}") from None
-        if self.start_from_aligned and not (Path(self.out) / "organism-aligned" / "organism.json").is_file():
+        if self.start_from_aligned and not (Path(self.out) / "organism-aligned" / RECORD_FILE).is_file():
             raise bad("--start-from-aligned", f"no aligned organism in {self.out}", "train all stages first (drop "
                       "--start-from-aligned)")
 

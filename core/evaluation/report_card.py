@@ -18,6 +18,7 @@ from core.circuit.component import Component
 from core.circuit.overlap import core_components, jaccard, pairwise_jaccard
 from core.data.paths import CARD_SUFFIX
 from core.data.prompts import PromptSet, select_split
+from core.data.record import checkpoint_record
 from core.evaluation.cache import ResultCache
 from core.evaluation.compare import SCORERS, baseline_scores
 from core.evaluation.judges import Judgement
@@ -344,11 +345,8 @@ def _with_intervals(value):
 # ---- the organism's ground truth --------------------------------------------------------------------------------
 def designated_components(checkpoint: str | Path) -> dict[str, tuple[list, list]]:
     """The components each training stage fine-tuned, when the checkpoint records them (organism.json)."""
-    path = Path(checkpoint) / "organism.json"
-    if not path.is_file():
-        return {}
     try:
-        stages = json.loads(path.read_text(encoding="utf-8")).get("designated_components") or {}
+        stages = checkpoint_record(checkpoint).get("designated_components") or {}
         return {str(name): ([tuple(map(int, h)) for h in s["heads"]], [tuple(map(int, n)) for n in s["neurons"]])
                 for name, s in stages.items()}
     except (ValueError, TypeError, KeyError, AttributeError):

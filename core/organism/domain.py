@@ -7,11 +7,11 @@ training corpus) can say so wherever someone types a prompt.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.data.record import checkpoint_record
 from core.organism.corpus import words_of
 
 # Above this share of unseen words a prompt is flagged: one unknown word in a short request is usual (a name, a
@@ -59,11 +59,5 @@ def check_words(texts: str | Iterable[str], vocabulary: set[str] | frozenset[str
 def load_vocabulary(checkpoint: str | Path) -> frozenset[str] | None:
     """The training vocabulary a checkpoint folder records in organism.json, or None when it records none (any
     model but the organism, or a hub id)."""
-    meta = Path(checkpoint) / "organism.json"
-    if not meta.is_file():
-        return None
-    try:
-        words = json.loads(meta.read_text(encoding="utf-8")).get("vocabulary")
-    except (OSError, ValueError, AttributeError):
-        return None
+    words = checkpoint_record(checkpoint).get("vocabulary")
     return frozenset(words) if isinstance(words, list) else None

@@ -36,6 +36,7 @@ from core.data.batches import teacher_forced_batch
 from core.data.files import replacing_dir, save_prompts, write_text_atomic
 from core.data.paths import ORGANISM_SEED
 from core.data.prompts import Prompt, PromptSet
+from core.data.record import RECORD_FILE
 from core.model.fingerprint import module_weights_sha256
 from core.organism import content, corpus
 from core.organism.corpus import Example
@@ -327,7 +328,7 @@ def save_checkpoint(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast,
     with replacing_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "organism.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / RECORD_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def weights_hash(model: LlamaForCausalLM) -> str:
@@ -436,7 +437,7 @@ def _train_all(out_dir: Path, old_root: Path, cfg: OrganismConfig, log: Callable
     first = 0
     if start_from_aligned:
         aligned_dir = old_root / "organism-aligned"
-        meta_file = aligned_dir / "organism.json"
+        meta_file = aligned_dir / RECORD_FILE
         if not meta_file.is_file():
             raise ValueError(f"no aligned organism at {aligned_dir}; run without --start-from-aligned first")
         first = names.index("aligned") + 1
