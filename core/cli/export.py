@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from core.cli.common import Options
 from core.cli.options import CliError, option
+
+if TYPE_CHECKING:
+    from core.circuit.circuit import Circuit
 
 
 @dataclass(kw_only=True)
@@ -42,16 +45,16 @@ def run(args: Args) -> int:
     return 0
 
 
-def _default_model(circuit, organism_dir: Path) -> str:
+def _default_model(circuit: Circuit, organism_dir: Path) -> str:
     """The checkpoint a circuit was found on: its recorded path where that exists here; the bundled organism when the
     circuit records no path or the organism's weights (a sample circuit read from another clone); else an error."""
-    from core.data.record import checkpoint_record
+    from core.data.record import recorded_weights
 
     recorded = circuit.model.get("path")
     if recorded and Path(recorded).exists():
         return str(recorded)
     found_on = circuit.model.get("weights_sha256")
-    if not recorded or (found_on and found_on == checkpoint_record(organism_dir).get("weights_sha256")):
+    if not recorded or (found_on and found_on == recorded_weights(organism_dir)):
         return str(organism_dir)
     raise CliError(f"circuit '{circuit.name}' was found on {recorded}, which is not on this machine; pass --model "
                    "with that checkpoint's folder")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from core.cli.common import EstimatedOptions, load_prompts, show_estimate
 from core.cli.options import CliError, bad, option
 from core.tuning.options import MODES, OBJECTIVES, TuneConfig
+
+if TYPE_CHECKING:
+    from core.circuit.circuit import Circuit
 
 T = TuneConfig  # the defaults live there; the options below only point at them
 
@@ -73,6 +76,22 @@ def _split(prompts, split: str, files: list[str], flag: str):
     return chosen
 
 
+def found_elsewhere(circuit: Circuit, model: str) -> str | None:
+    """A note when the circuit was found on another checkpoint than `model` (not the same folder, nor the same
+    recorded weights, as a sample circuit read from another clone is), else None."""
+    from pathlib import Path
+
+    from core.data.record import recorded_weights
+
+    recorded = circuit.model.get("path")
+    if not recorded or Path(recorded).resolve() == Path(model).resolve():
+        return None
+    digest = circuit.model.get("weights_sha256")
+    if digest and digest == recorded_weights(model):
+        return None
+    return f"note: circuit '{circuit.name}' was found on {recorded}; only its shape has to match"
+
+
 def run(args: Args) -> int:
     from tqdm import tqdm
 
@@ -103,8 +122,8 @@ def run(args: Args) -> int:
     show_estimate(estimate, "--dtype, --device-map/--max-memory or --mode", args.dry_run)
     if args.dry_run:
         return 0
-    if circuit is not None and circuit.model.get("path") and circuit.model["path"] != args.model:
-        print(f"note: circuit '{circuit.name}' was found on {circuit.model['path']}; only its shape has to match")
+    if circuit is not None and (note := found_elsewhere(circuit, args.model)):
+        print(note)
     bars: dict = {}
 
     def show(update) -> None:

@@ -18,3 +18,9 @@ def checkpoint_record(checkpoint: str | Path) -> dict:
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
+
+
+def recorded_weights(checkpoint: str | Path) -> str | None:
+    """The weight hash a checkpoint folder records (the one circuit fingerprints hold), without loading it."""
+    digest = checkpoint_record(checkpoint).get("weights_sha256")
+    return digest if isinstance(digest, str) else None
