@@ -46,13 +46,19 @@ def run(args: Args) -> int:
 
 
 def _default_model(circuit: Circuit, organism_dir: Path) -> str:
-    """The checkpoint a circuit was found on: its recorded path where that exists here; the bundled organism when the
-    circuit records no path or the organism's weights (a sample circuit read from another clone); else an error."""
+    """The checkpoint a circuit was found on: its recorded path or hub id where that resolves here (a checkpoint
+    folder, or the local HF cache); the bundled organism when the circuit records no path or the organism's weights
+    (a sample circuit read from another clone); else an error."""
     from core.data.record import recorded_weights
+    from core.model.load import ModelLoadError, resolve_checkpoint_dir
 
     recorded = circuit.model.get("path")
-    if recorded and Path(recorded).exists():
-        return str(recorded)
+    if recorded:
+        try:
+            resolve_checkpoint_dir(recorded)
+            return str(recorded)
+        except ModelLoadError:
+            pass  # not here: perhaps the same weights under another clone's path
     found_on = circuit.model.get("weights_sha256")
     if not recorded or (found_on and found_on == recorded_weights(organism_dir)):
         return str(organism_dir)
