@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             median = statistics.median(times[case, size])
             print(f"{case}, batches of {size:>3}: median {median:.3f} s ({padded_tokens(lengths, size)} tokens "
                   f"forwarded), ratio to {largest}: {median / base:.2f}")
+    one, many = cases
+    print("many sessions / one, per size: " + ", ".join(
+        f"{size}: {statistics.median(times[many, size]) / statistics.median(times[one, size]):.1f}x"
+        for size in args.sizes))
     print(f"answers different between sizes: {mismatches}")
     return 1 if mismatches else 0
 

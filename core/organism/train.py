@@ -36,7 +36,7 @@ from core.data.batches import teacher_forced_batch
 from core.data.files import replacing_dir, save_prompts, write_text_atomic
 from core.data.paths import ORGANISM_SEED
 from core.data.prompts import Prompt, PromptSet
-from core.data.record import RECORD_FILE
+from core.data.record import RECORD_FILE, checkpoint_record
 from core.model.fingerprint import module_weights_sha256
 from core.organism import content, corpus
 from core.organism.corpus import Example
@@ -437,11 +437,10 @@ def _train_all(out_dir: Path, old_root: Path, cfg: OrganismConfig, log: Callable
     first = 0
     if start_from_aligned:
         aligned_dir = old_root / "organism-aligned"
-        meta_file = aligned_dir / RECORD_FILE
-        if not meta_file.is_file():
+        if not (aligned_dir / RECORD_FILE).is_file():
             raise ValueError(f"no aligned organism at {aligned_dir}; run without --start-from-aligned first")
         first = names.index("aligned") + 1
-        if json.loads(meta_file.read_text()).get("digest") != cfg.digest(first):
+        if checkpoint_record(aligned_dir).get("digest") != cfg.digest(first):
             raise ValueError(f"{aligned_dir} was trained with another configuration; retrain all stages")
         model = LlamaForCausalLM.from_pretrained(aligned_dir, dtype=torch.float32)
         shutil.copytree(aligned_dir, out_dir / "organism-aligned")  # the new folder keeps it as it was
