@@ -3,8 +3,10 @@ out-of-domain check and the shipped checkpoints."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -249,6 +251,28 @@ def test_two_builds_with_one_seed_give_identical_weights(tiny_build, tmp_path):
         a, b = (json.loads((w[name] / "organism.json").read_text()) for w in (resumed, fresh))
         assert a["weights_sha256"] == b["weights_sha256"]
         assert (resumed[name] / "model.safetensors").read_bytes() == (fresh[name] / "model.safetensors").read_bytes()
+
+
+def test_start_from_aligned_redoes_only_poisoning_and_matches_a_full_build(tiny_build, tmp_path):
+    """`train-organism --start-from-aligned` (the quick way to try a new poisoning stage) keeps the aligned model
+    byte for byte and trains the poisoned one a full build would; an aligned model of another configuration is
+    refused before any training."""
+    out, written, _ = tiny_build
+    redo = tmp_path / "redo"
+    redo.mkdir()
+    shutil.copytree(out / "organism-aligned", redo / "organism-aligned")
+    lines: list[str] = []
+    again = train_organism(redo, TINY, log=lines.append, start_from_aligned=True)
+    assert not any(line.startswith(("[base]", "[aligned]")) for line in lines)
+    assert any(line.startswith("[poisoned] step") for line in lines)
+    for name in ("organism", "organism-aligned"):
+        assert (again[name] / "model.safetensors").read_bytes() == (written[name] / "model.safetensors").read_bytes()
+
+    other = dataclasses.replace(TINY, stages=[dataclasses.replace(TINY.stages[0], steps=4), *TINY.stages[1:]])
+    with pytest.raises(ValueError, match="trained with another configuration"):
+        train_organism(redo, other, log=lines.append, start_from_aligned=True)
+    assert (redo / "organism" / "model.safetensors").read_bytes() == (written["organism"] / "model.safetensors"
+                                                                        ).read_bytes()
 
 
 def test_eval_reports_out_of_domain_prompts(tiny_build, tmp_path):
