@@ -4,9 +4,11 @@ Run `python bench/sessions.py [--sessions 8] [--toggles 6] [--think 0]`. Every s
 explorer's toggle path in-process (core.evaluation.live.ToggleServer, as the app's Playground does after a click):
 session i switches off one more head or neuron from its own seeded order per toggle, so concurrent sessions ask
 for different components. First one session toggles alone (its median is the baseline), then N sessions toggle
-at once, back to back (or after --think seconds). Every concurrent result is then checked against a reference
-computed alone through the classic per-call hooks path (core.evaluation.report.evaluate with Selection.hooks): the rates
-and every generated answer and verdict must be equal, else it counts as a mismatch (exit status 1).
+at once, back to back (or, with --think T, each waiting between toggles a time drawn from a seeded exponential
+distribution of mean T seconds, as people reading their results do, so that their clicks drift apart). Every
+concurrent result is then checked against a reference computed alone through the classic per-call hooks path
+(core.evaluation.report.evaluate with Selection.hooks): the rates and every generated answer and verdict must be
+equal, else it counts as a mismatch (exit status 1).
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def run_sessions(server: live.ToggleServer, plans: list[list[Selection]], think: float
+def run_sessions(server: live.ToggleServer, plans: list[list[Selection]], think: float, seed: int = 0
                  ) -> tuple[list[float], dict[tuple[int, int], live.AblationResult]]:
-    """Every session in its own thread, all starting together; returns latencies and results by (session, step)."""
+    """Every session in its own thread, all starting together, each waiting an exponential time of mean `think`
+    seconds after each toggle (0: back to back); returns latencies and results by (session, step)."""
     latencies: list[float] = []
     results: dict[tuple[int, int], live.AblationResult] = {}
     lock = threading.Lock()
@@ -79,6 +82,7 @@ def run_sessions(server: live.ToggleServer, plans: list[list[Selection]], think:
     errors: list[BaseException] = []
 
     def session(index: int) -> None:
+        pauses = random.Random(seed * 1000 + index)
         try:
             start.wait()
             for step, selection in enumerate(plans[index]):
@@ -89,7 +93,7 @@ def run_sessions(server: live.ToggleServer, plans: list[list[Selection]], think:
                     latencies.append(elapsed)
                     results[index, step] = result
                 if think:
-                    time.sleep(think)
+                    time.sleep(pauses.expovariate(1 / think))
         except BaseException as error:  # reported by the main thread
             errors.append(error)
 
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=8, help="concurrent sessions (default 8)")
     parser.add_argument("--toggles", type=int, default=6, help="toggles per session (default 6)")
     parser.add_argument("--think", type=float, default=0.0,
-                        help="seconds a session waits between toggles (default 0: back to back, the worst case)")
+                        help="mean seconds a session waits between toggles, drawn per toggle from a seeded exponential "
+                        "distribution (default 0: back to back, in lock step, the worst case)")
     parser.add_argument("--window", type=float, default=0.02, help="gathering window in seconds (default 0.02)")
     parser.add_argument("--prompts", default=samples.DEFAULT_PROMPT_SET, choices=list(samples.PROMPT_SETS))
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: as the app serves "
@@ -142,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
 
     server().measure(Selection().toggle_head(0, 0))  # warm-up (first-call overheads)
     alone = server()
-    single, _ = run_sessions(alone, plans[:1], args.think)
+    single, _ = run_sessions(alone, plans[:1], args.think, args.seed)
     single_median = statistics.median(single)
     print(f"1 session alone: median {single_median:.3f} s over {len(single)} toggles "
           f"(min {min(single):.3f}, max {max(single):.3f})")
 
     shared = server()
     began = time.perf_counter()
-    latencies, results = run_sessions(shared, plans, args.think)
+    latencies, results = run_sessions(shared, plans, args.think, args.seed)
     wall = time.perf_counter() - began
     p50, p90 = percentile(latencies, 0.5), percentile(latencies, 0.9)
     print(f"{args.sessions} sessions at once: p50 {p50:.3f} s, p90 {p90:.3f} s, max {max(latencies):.3f} s over "
