@@ -325,3 +325,28 @@ def test_a_circuit_file_with_a_byte_order_mark_loads(tmp_path):
     path = tmp_path / "bom.json"
     path.write_bytes(b"\xef\xbb\xbf" + SAMPLE.read_bytes())
     assert load_circuit(path).heads == load_circuit(SAMPLE).heads
+
+
+def test_sample_circuits_record_commands_todays_cli_still_accepts():
+    """bench/sample_circuits.py regenerates the shipped sample files from the commands they record: each command must
+    still parse with today's options, write the file it was found in, and move to another folder by its
+    sample_circuits/ paths alone."""
+    import importlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sample_circuits_bench", REPO_ROOT / "bench" / "sample_circuits.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    names = bench.shipped_names()
+    assert names == sorted(p.name.removesuffix(".compare.json")
+                           for p in (REPO_ROOT / "sample_circuits").glob("*.compare.json"))
+    for name in names:
+        for step in bench.STEPS:
+            argv = bench.recorded_command(name, step)
+            args = options.parse(importlib.import_module(f"core.cli.{step}").Args, argv[1:], f"safeseek {step}")
+            written_or_read = args.out if step == "discover" else args.circuit
+            assert written_or_read == f"sample_circuits/{name}.json"
+            elsewhere = bench.moved(argv, "/tmp/elsewhere")
+            assert [word for word in elsewhere if "sample_circuits" in word] == []
+            assert ([word.removeprefix("/tmp/elsewhere/") for word in elsewhere]
+                    == [word.removeprefix("sample_circuits/") for word in argv])
