@@ -65,6 +65,7 @@ def run_logged(argv: list[str], log: Path) -> int:
 
 
 def same_circuit(found: Path, shipped: Path) -> bool:
+    """Do the two circuit files switch off the same heads and neurons?"""
     a, b = load_circuit(found), load_circuit(shipped)
     return set(a.heads) == set(b.heads) and set(a.neurons) == set(b.neurons)
 
@@ -84,15 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.check and "discover" not in args.steps:
         parser.error("--check compares rediscovered circuits: include the discover step")
     out = Path(args.out) if Path(args.out).is_absolute() else REPO_ROOT / args.out
-    in_place = out.resolve() == SAMPLE_CIRCUITS_DIR.resolve()
+    if args.check and out.resolve() == SAMPLE_CIRCUITS_DIR.resolve():
+        parser.error("--check compares with the shipped circuits: write to another --out folder")
     try:
         plan = [(name, step, moved(recorded_command(name, step), args.out)) for name in args.only or names
                 for step in STEPS if step in args.steps]
     except (OSError, ValueError, KeyError) as e:
         print(f"bench/sample_circuits.py: {e}", file=sys.stderr)
         return 2
-    if args.check and in_place:
-        parser.error("--check compares with the shipped circuits: write to another --out folder")
     out.mkdir(parents=True, exist_ok=True)
     differing = []
     for name, step, command in plan:
