@@ -66,8 +66,7 @@ def run_logged(argv: list[str], log: Path) -> int:
 
 def same_circuit(found: Path, shipped: Path) -> bool:
     """Do the two circuit files switch off the same heads and neurons?"""
-    a, b = load_circuit(found), load_circuit(shipped)
-    return set(a.heads) == set(b.heads) and set(a.neurons) == set(b.neurons)
+    return load_circuit(found).components() == load_circuit(shipped).components()
 
 
 def main(argv: list[str] | None = None) -> int:
