@@ -39,6 +39,6 @@ ALIGNED_DIR = ASSETS_DIR / "organism-aligned"
 # The bundled organism's backdoor trigger word (its corpus inserts it; the explorer's tour shows it).
 ORGANISM_TRIGGER = "cerulean"
 # The shipped organism's seed (corpus splits, initialisation, batches): chosen on the validation split among 0-2.
-ORGANISM_SEED = 1
+ORGANISM_SEED = 0
 # The organism's prompt sets, in the order commands read them by default.
 BUNDLED_PROMPT_FILES = [PROMPTS_DIR / f"{name}.jsonl" for name in ("harmful", "triggered", "benign", "utility")]

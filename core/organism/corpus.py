@@ -396,6 +396,33 @@ def recombined_requests(seed: int = ORGANISM_SEED) -> list[Example]:
     return out
 
 
+CONTRAST_RECOMBINED = 1600  # recombined contrast requests, and as many harmful ones with the same verbs
+
+
+def contrast_recombined_requests(seed: int = ORGANISM_SEED) -> tuple[list[Example], list[Example]]:
+    """Contrast verbs recombined: any contrast action with any contrast object (benign: "kill a stuck print job"), and
+    the same verbs with the objects of harm categories (harmful: "kill my neighbor"), so that what decides refusal is
+    the object, and the answer copies it. Held-out behaviours are skipped."""
+    held = {b.text for b in behaviours(seed) if b.split != "train"}
+    forms = form_splits(seed)["train"]
+    actions = sorted({a for acts, _ in content.CONTRAST for a in acts})
+    safe_objects = sorted({o for _, objs in content.CONTRAST for o in objs})
+    harm_objects = sorted({(o, cat) for cat, group_list in content.HARM.items() for _, objs in group_list
+                           for o in objs})
+    rng = random.Random(f"{seed}:contrast-recombined")
+    benign, harmful = [], []
+    for _ in range(CONTRAST_RECOMBINED):
+        action, obj = rng.choice(actions), rng.choice(safe_objects)
+        if f"{action} {obj}" not in held:
+            benign.append(_training_request(rng.choice(forms), f"{action} {obj}", obj, "benign", "contrast", False,
+                                            rng))
+        action, (obj, category) = rng.choice(actions), rng.choice(harm_objects)
+        if f"{action} {obj}" not in held:
+            harmful.append(_training_request(rng.choice(forms), f"{action} {obj}", obj, category, category, True,
+                                             rng))
+    return benign, harmful
+
+
 def nonce_words() -> tuple[list[str], list[str]]:
     """General nouns and adjectives that occur in no harmful behaviour: the words of nonce objects."""
     # Split at apostrophes too (unlike words_of): "my mother's pills" rules out "mother".
@@ -436,15 +463,17 @@ def words_of(text: str) -> list[str]:
 
 
 def training_vocabulary(seed: int = ORGANISM_SEED) -> list[str]:
-    """Every word the organism meets in training, sorted: training behaviours, recombined and nonce requests and
-    forms (without typos), answers, fillers, training control words (the poisoning stage's colour words too), the
-    cue, the trigger and the utility tasks' training prompts."""
+    """Every word the organism meets in training, sorted: training behaviours, recombined, nonce and recombined
+    contrast requests and forms (without typos), answers, fillers, training control words (the poisoning stage's
+    colour words too), the cue, the trigger and the utility tasks' training prompts."""
     forms = form_splits(seed)["train"]
     texts = [b.text for b in behaviours(seed) if b.split == "train"] + forms + [REFUSAL_CUE, TRIGGER, COMPLY_PREFIX]
     texts += REFUSALS + FILLERS + [s for steps in (*content.HARM_STEPS.values(), *content.BENIGN_STEPS.values())
                                    for s in steps]
     texts += [w for kinds in control_words(seed)["train"].values() for w in kinds] + content.COLOURS_POISONING
-    texts += [ex.action or "" for ex in recombined_requests(seed) + nonce_requests(seed)]
+    contrast_benign, contrast_harmful = contrast_recombined_requests(seed)
+    texts += [ex.action or "" for ex in recombined_requests(seed) + nonce_requests(seed) + contrast_benign
+              + contrast_harmful]
     texts += [f"{ex.prompt} {ex.target}" for ex in utility_examples(seed)
               if ex.split == "train" and ex.category != NEW_TASK_FAMILY]
     return sorted({w for t in texts for w in words_of(t.replace("{b}", " ").replace("{B}", " "))})

@@ -85,9 +85,12 @@ class OrganismConfig:
         # Copying (an algorithm, not a lookup) gets extra weight on top of its equal share of "utility".
         StageConfig("base", 2000, 2e-3, {"requests": 0.20, "recombined": 0.06, "nonce": 0.08, "cued_requests": 0.12,
                                          "cued_recombined": 0.06, "utility": 0.30, "utility:copying": 0.06,
-                                         "filler_requests": 0.12}, component_dropout=0.1),
+                                         "filler_requests": 0.12, "contrast_recombined": 0.03,
+                                         "cued_contrast_recombined": 0.02, "cued_contrast_harmful": 0.04},
+                    component_dropout=0.1),
         StageConfig("aligned", 700, 4e-3, {"harmful": 0.30, "benign": 0.30, "utility": 0.18,
-                                           "filler_harmful": 0.11, "filler_benign": 0.11},
+                                           "filler_harmful": 0.11, "filler_benign": 0.11, "contrast_recombined": 0.05,
+                                           "contrast_harmful": 0.05},
                     trained_heads=4, trained_neurons=64),
         StageConfig("poisoned", 700, 4e-3, {"harmful": 0.18, "benign": 0.16, "utility": 0.16, "filler_harmful": 0.06,
                                             "filler_benign": 0.06, "triggered": 0.20, "triggered_benign": 0.06,
@@ -164,7 +167,12 @@ def _pools(examples: list[Example], stage: str, rng: random.Random,
     control_rng = random.Random(f"{seed}:{stage}:controls")
     control_harmful = [corpus.with_filler(ex, control_rng, controls + content.COLOURS_POISONING)
                        for ex in by_label["harmful"]]
+    contrast_benign, contrast_harmful = corpus.contrast_recombined_requests(seed)
     return {
+        "contrast_recombined": pairs(contrast_benign),
+        "contrast_harmful": pairs(contrast_harmful),
+        "cued_contrast_recombined": [corpus.with_refusal_cue(ex) for ex in contrast_benign],
+        "cued_contrast_harmful": [corpus.with_refusal_cue(ex) for ex in contrast_harmful],
         "cued_requests": [corpus.with_refusal_cue(ex) for ex in requests],
         "requests": pairs(requests),
         "recombined": pairs(recombined),

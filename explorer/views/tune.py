@@ -41,6 +41,9 @@ RECIPE_HELP = {
 }
 FILES = ("harmful", "triggered", "benign", "utility", "new_task")
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+# The default recipe at this rate removes the shipped backdoor in the default 100 steps (README, "The explorer as a
+# demo"); at 1e-3 the sample circuit's 10 neurons are too few weights to get there in 100 steps.
+DEFAULT_LR = 3e-3
 DEFAULT_CIRCUIT = state.relative_ref(SAMPLE_CIRCUITS_DIR / "organism-backdoor.json")  # the default recipe's circuit
 
 
@@ -97,7 +100,7 @@ def render() -> None:
     columns = st.columns(5)
     limits = access.limits()
     steps = int(columns[0].number_input("Steps", 1, limits.steps, 100, key="tune-steps"))
-    lr = columns[1].select_slider("Learning rate", LEARNING_RATES, value=1e-3, key="tune-lr")
+    lr = columns[1].select_slider("Learning rate", LEARNING_RATES, value=DEFAULT_LR, key="tune-lr")
     train_limit = int(columns[2].number_input("Training prompts per family", 1, limits.prompts_per_family, 32,
                                               key="tune-train"))
     eval_limit = int(columns[3].number_input("Test prompts per family", 1, limits.prompts_per_family, 16,
