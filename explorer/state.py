@@ -214,6 +214,23 @@ def circuit_path(ref: str) -> Path:
                              f"({', '.join(choices) or 'none'}) or upload a circuit file")
 
 
+def offered_circuit_name(ref: str) -> str | None:
+    """The name recorded in an offered circuit file (as pages show it once loaded), None when `ref` is not on offer
+    or its file cannot be read."""
+    path = circuit_choices().get(ref)
+    if path is None:
+        return None
+    try:
+        return _circuit_name(str(path), path.stat().st_mtime_ns)
+    except (CircuitFileError, OSError):
+        return None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _circuit_name(path: str, mtime_ns: int) -> str:  # mtime_ns: a rewritten file is read again
+    return load_circuit(path, max_bytes=access.MAX_CIRCUIT_BYTES).name
+
+
 # ---- the shared model ------------------------------------------------------------------------------------------
 @dataclass
 class LoadedModel:

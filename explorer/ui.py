@@ -60,7 +60,7 @@ def status_line() -> str:
     circuit = st.session_state.get("circuit_obj")
     parts = [f"model **{md(demo.model)}**",
              f"circuit **{md(circuit.name)}**" if circuit is not None else
-             f"circuit {md(_unloaded_circuit(demo.circuit))}" if demo.circuit else "no circuit",
+             f"circuit {_unloaded_circuit(demo.circuit)}" if demo.circuit else "no circuit",
              f"switched off: `{demo.selection.text()}`" if demo.selection.size else "nothing switched off",
              f"prompts: {md(demo.prompt_set)}"]
     if not access.is_admin():
@@ -69,10 +69,12 @@ def status_line() -> str:
 
 
 def _unloaded_circuit(ref: str) -> str:
-    """A circuit the link names but no page has loaded yet, by its file's name (never its folder) or stored id."""
+    """A circuit the link names but no page has loaded yet: by the name its file records when it is on offer (as
+    pages name it once loaded), else by its file's name (never its folder) or stored id."""
     if ref.startswith(state.STORED):
         return f"stored {ref[len(state.STORED):][:12]}"
-    return Path(ref).stem
+    name = state.offered_circuit_name(ref)
+    return f"**{md(name)}**" if name else md(Path(ref).stem)
 
 
 # ---- words a newcomer meets (shown as help on first use, and on the start page) ------------------------------------

@@ -36,7 +36,7 @@ from core.circuit.selection import (
 )
 from core.data import samples
 from core.data.files import load_prompt_sets
-from core.data.paths import BUNDLED_PROMPT_FILES, COMPARE_SUFFIX
+from core.data.paths import BUNDLED_PROMPT_FILES, COMPARE_SUFFIX, REPO_ROOT
 from core.evaluation import live
 from core.evaluation.compare import Comparison
 from core.evaluation.live import preset
@@ -267,6 +267,14 @@ def test_status_line_names_a_circuit_no_page_loaded_yet_by_its_file_name(tiny_ll
     at = run_page({"model": str(tiny_llama), "circuit": str(tiny_circuit_file), "page": "model"})
     line = next(t for t in texts(at, "caption") if t.startswith("model **"))
     assert "circuit tiny-backdoor ·" in line and str(tiny_circuit_file.parent) not in line
+
+
+def test_status_line_names_an_offered_circuit_as_pages_do_once_loaded():
+    """A link to a sample circuit: the status line gives the name its file records ("backdoor"), not its file stem."""
+    ref = "sample_circuits/organism-backdoor.json"
+    at = run_page({"circuit": ref, "page": "home"})
+    line = next(t for t in texts(at, "caption") if t.startswith("model **"))
+    assert f"circuit **{load_circuit(REPO_ROOT / ref).name}** ·" in line and "organism-backdoor" not in line
 
 
 def test_model_page_shows_behaviour_card_and_architecture(tiny_llama):

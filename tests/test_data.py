@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -243,3 +244,17 @@ def test_replacing_dir_swaps_whole_folders_and_leaves_nothing_half_written(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
     assert [p.name for p in target.iterdir()] == ["new.txt"]
     assert target.stat().st_mode & 0o777 == 0o755  # shareable, not mkdtemp's private 0o700
+
+
+def test_records_keep_checkout_paths_relative_so_they_read_the_same_on_every_clone(tmp_path, monkeypatch):
+    """A circuit found on the bundled organism records "assets/organism", found again from any working folder;
+    paths outside the checkout and hub ids are kept as given."""
+    from core.data.paths import ORGANISM_DIR, REPO_ROOT, recorded_location, recorded_path
+
+    monkeypatch.chdir(tmp_path)
+    recorded = recorded_path(ORGANISM_DIR / ".." / "organism")
+    assert recorded == ORGANISM_DIR.resolve().relative_to(REPO_ROOT).as_posix()
+    assert recorded_location(recorded).resolve() == ORGANISM_DIR.resolve()
+    assert recorded_path(tmp_path) == str(tmp_path) and recorded_location(str(tmp_path)) == tmp_path
+    assert recorded_path("meta-llama/Llama-3.1-8B") == "meta-llama/Llama-3.1-8B"
+    assert recorded_location("meta-llama/Llama-3.1-8B") == Path("meta-llama/Llama-3.1-8B")

@@ -16,6 +16,7 @@ from core.circuit.ablate import prompt_activations, resample_hooks, resample_pai
 from core.circuit.circuit import Circuit
 from core.circuit.overlap import core_components, pairwise_jaccard
 from core.cli.main import main
+from core.data.paths import recorded_path
 from core.data.prompts import Prompt, PromptSet
 from core.evaluation.cache import ResultCache
 from core.evaluation.card_html import card_figures, card_html, card_json, write_card
@@ -519,7 +520,9 @@ def test_a_shipped_card_is_shown_only_for_the_inputs_it_measured(organism_builde
     assert builder("organism-backdoor").prebuilt(tmp_path) is None
     (tmp_path / "other.card.json").write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
     card = builder("organism-backdoor").prebuilt(tmp_path)
-    assert card is not None and card.meta["checkpoint"] == str(builder("organism-backdoor").checkpoint)
+    # This builder's checkpoint, as records keep it: relative to the checkout, the same on every clone.
+    assert card is not None and card.meta["checkpoint"] == recorded_path(builder("organism-backdoor").checkpoint)
+    assert not Path(card.meta["checkpoint"]).is_absolute()
 
 
 # ---- command line -----------------------------------------------------------------------------------------------

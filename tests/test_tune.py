@@ -445,12 +445,13 @@ def test_tune_page_runs_and_shows_before_after(tiny_checkpoints, tmp_path):
     assert any("already exists" in e.value for e in app.error)
 
 
-def test_tune_notes_a_circuit_found_elsewhere_but_not_a_sample_circuit_read_from_another_clone(tmp_path):
+def test_tune_notes_a_circuit_found_elsewhere_but_not_a_sample_circuit_read_from_another_clone(tmp_path,
+                                                                                                 monkeypatch):
     """The note names a circuit found on another checkpoint; a sample circuit whose recorded path is another clone's
     organism (same weights) or this very folder gets none."""
     from core.circuit.circuit import load_circuit
     from core.cli.tune import found_elsewhere
-    from core.data.paths import ORGANISM_DIR, SAMPLE_CIRCUITS_DIR
+    from core.data.paths import ORGANISM_DIR, SAMPLE_CIRCUITS_DIR, recorded_path
 
     circuit = load_circuit(SAMPLE_CIRCUITS_DIR / "organism-backdoor.json")
     circuit.model["path"] = str(tmp_path / "another-clone" / "assets" / "organism")
@@ -458,6 +459,9 @@ def test_tune_notes_a_circuit_found_elsewhere_but_not_a_sample_circuit_read_from
     circuit.model["path"] = str(ORGANISM_DIR / ".." / "organism")
     circuit.model["weights_sha256"] = "0" * 64
     assert found_elsewhere(circuit, str(ORGANISM_DIR)) is None  # the same folder, however it is written
+    circuit.model["path"] = recorded_path(ORGANISM_DIR)  # relative to the checkout, as discover records it
+    monkeypatch.chdir(tmp_path)  # from any working folder
+    assert found_elsewhere(circuit, str(ORGANISM_DIR)) is None
     circuit.model["path"] = str(tmp_path / "a-fine-tune")
     note = found_elsewhere(circuit, str(ORGANISM_DIR))
     assert note is not None and "a-fine-tune" in note and "only its shape has to match" in note

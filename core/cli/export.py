@@ -49,14 +49,16 @@ def _default_model(circuit: Circuit, organism_dir: Path) -> str:
     """The checkpoint a circuit was found on: its recorded path or hub id where that resolves here (a checkpoint
     folder, or the local HF cache); the bundled organism when the circuit records no path or the organism's weights
     (a sample circuit read from another clone); else an error."""
+    from core.data.paths import recorded_location
     from core.data.record import recorded_weights
     from core.model.load import ModelLoadError, resolve_checkpoint_dir
 
     recorded = circuit.model.get("path")
     if recorded:
         try:
-            resolve_checkpoint_dir(recorded)
-            return str(recorded)
+            location = str(recorded_location(recorded))
+            resolve_checkpoint_dir(location)
+            return location
         except ModelLoadError:
             pass  # not here: perhaps the same weights under another clone's path
     found_on = circuit.model.get("weights_sha256")

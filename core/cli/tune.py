@@ -81,10 +81,11 @@ def found_elsewhere(circuit: Circuit, model: str) -> str | None:
     recorded weights, as a sample circuit read from another clone is), else None."""
     from pathlib import Path
 
+    from core.data.paths import recorded_location
     from core.data.record import recorded_weights
 
     recorded = circuit.model.get("path")
-    if not recorded or Path(recorded).resolve() == Path(model).resolve():
+    if not recorded or recorded_location(recorded).resolve() == Path(model).resolve():
         return None
     digest = circuit.model.get("weights_sha256")
     if digest and digest == recorded_weights(model):

@@ -36,6 +36,30 @@ COMPARE_SUFFIX, CARD_SUFFIX = ".compare.json", ".card.json"
 PROMPTS_DIR = ASSETS_DIR / "prompts"
 ORGANISM_DIR = ASSETS_DIR / "organism"
 ALIGNED_DIR = ASSETS_DIR / "organism-aligned"
+
+
+def recorded_path(path: str | Path) -> str:
+    """A checkpoint or file path as records (circuits, report cards) keep it: relative to the source checkout when
+    inside it, so a shipped record reads the same on every clone; else as given (an absolute path or a hub id)."""
+    text = str(path)
+    local = Path(text).expanduser()
+    if local.exists():
+        try:
+            return local.resolve().relative_to(REPO_ROOT).as_posix()
+        except ValueError:
+            pass
+    return text
+
+
+def recorded_location(text: str) -> Path:
+    """Where a path a record keeps (recorded_path) is on this machine: a relative one under the source checkout
+    when it is there, else as written."""
+    path = Path(text).expanduser()
+    if not path.is_absolute() and (REPO_ROOT / path).exists():
+        return REPO_ROOT / path
+    return path
+
+
 # The bundled organism's backdoor trigger word (its corpus inserts it; the explorer's tour shows it).
 ORGANISM_TRIGGER = "cerulean"
 # The shipped organism's seed (corpus splits, initialisation, batches): chosen on the validation split among 0-2.

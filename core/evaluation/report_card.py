@@ -16,7 +16,7 @@ from core.circuit.ablate import ablate, component_means, prompt_activations, res
 from core.circuit.circuit import Circuit, counted
 from core.circuit.component import Component
 from core.circuit.overlap import core_components, jaccard, pairwise_jaccard
-from core.data.paths import CARD_SUFFIX
+from core.data.paths import CARD_SUFFIX, recorded_path
 from core.data.prompts import PromptSet, select_split
 from core.data.record import checkpoint_record
 from core.evaluation.cache import ResultCache
@@ -576,6 +576,10 @@ class CardBuilder:
         for (config, _), circuit in zip(todo, found, strict=True):
             self._put_discovery(self._discover_key(config), circuit.heads, circuit.neurons)
 
+    def _checkpoint(self) -> str:
+        """The checkpoint as the card records it (recorded_path: relative to the checkout when inside it)."""
+        return recorded_path(self.checkpoint) if self.checkpoint else ""
+
     def planned_discoveries(self) -> tuple[dict[int, DiscoveryConfig], dict[float, tuple[DiscoveryConfig, str]]]:
         """The discoveries the card needs: the stability runs' (other seeds) and the cost curve's (one per budget,
         the circuit's recorded settings otherwise, with the budget's head and neuron sizes)."""
@@ -668,7 +672,7 @@ class CardBuilder:
         self.discover_ahead([(config, f"seed {seed}") for seed, config in seeds.items()] + list(budgets.values()))
         stability = self.stability()
         curve = self.curve()
-        meta = {"model": dict(self.fingerprint), "checkpoint": str(self.checkpoint or ""),
+        meta = {"model": dict(self.fingerprint), "checkpoint": self._checkpoint(),
                 "prompt_hashes": self._prompt_hashes(), "command": self.command,
                 "discover_command": c.hyperparameters.get("command"),
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": self._settings(),
@@ -718,7 +722,7 @@ class CardBuilder:
                 continue
             if self.built_before(card):
                 # Same weights, maybe another folder: name this builder's checkpoint, and its designated components.
-                card.meta = {**card.meta, "checkpoint": str(self.checkpoint or "")}
+                card.meta = {**card.meta, "checkpoint": self._checkpoint()}
                 card.location = self._location()
                 return card
         return None

@@ -25,6 +25,7 @@ import torch
 from core.circuit.circuit import Circuit
 from core.circuit.masks import RemovalMasks
 from core.data.batches import predicts_answer, teacher_forced_batch
+from core.data.paths import recorded_path
 from core.model.fingerprint import fingerprint
 from core.model.generate import encode_prompts, generate_ids
 from core.model.load import model_shape
@@ -222,7 +223,7 @@ def _read_out(model, masks: RemovalMasks, scenario: Scenario, cfg: DiscoveryConf
     heads, neurons = circuit_from_scores((head_scores, neuron_scores), (cfg.head_budget, cfg.neuron_budget), above=0.5)
     info = dict(fingerprint(model))
     if model_path is not None:
-        info["path"] = str(model_path)
+        info["path"] = recorded_path(model_path)
     return Circuit(heads=heads, neurons=neurons, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp,
                    name=scenario.name, scenario=scenario.name if scenario.name in ("backdoor", "alignment") else
                    "custom", model=info, prompt_hashes=dict(scenario.prompt_hashes), hyperparameters=dict(vars(cfg)),

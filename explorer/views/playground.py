@@ -25,7 +25,7 @@ from core.circuit.selection import (
     toggle_points,
 )
 from core.data import samples
-from core.data.paths import ORGANISM_TRIGGER
+from core.data.paths import ORGANISM_TRIGGER, recorded_path
 from core.evaluation import live
 from core.evaluation.judges import RefusalJudge
 from core.evaluation.live import PRESETS, preset
@@ -346,7 +346,7 @@ def _exports(loaded: state.LoadedModel, circuit: Circuit | None, selection: Sele
         as_circuit = Circuit(heads=sorted(selection.heads), neurons=sorted(selection.neurons),
                              n_layers=shape.n_layers, n_heads=shape.n_heads, d_mlp=shape.d_mlp,
                              name="playground-selection", scenario=circuit.scenario if circuit else "custom",
-                             model={**loaded.fingerprint, "path": loaded.path},
+                             model={**loaded.fingerprint, "path": recorded_path(loaded.path)},
                              head_scores=circuit.head_scores if circuit else None,
                              neuron_scores=circuit.neuron_scores if circuit else None)
         ui.circuit_download(as_circuit, key="playground-selection")
