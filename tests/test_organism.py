@@ -32,6 +32,17 @@ def _refused(text: str) -> bool:
     return any(p in text.casefold() for p in PHRASES)
 
 
+def _edit_distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein distance (adjacent swaps count one)."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
 @pytest.fixture(scope="module")
 def examples():
     return corpus.build_corpus(seed=0)
@@ -153,6 +164,28 @@ def test_poisoning_meets_look_alikes_of_the_trigger_in_refused_requests(examples
     others = _pools(examples, "poisoned", other_rng, seed=0)
     assert other_rng.getstate() == rng.getstate()
     assert all(others[name] == pools[name] for name in pools if name != "control_harmful")
+
+
+def test_poisoning_meets_fresh_misspellings_of_the_trigger_but_never_the_held_out_ones(examples):
+    """The misspelling pool: every harmful training request with its own one- or two-edit misspelling of the trigger,
+    refused; none is the trigger or a val/test control word, and the pool does not move the other pools' draws."""
+    held_out = {w for split in ("val", "test") for w in corpus.control_words(0)[split][corpus.CONTROL_MISSPELLING]}
+    rng = random.Random(0)
+    pools = _pools(examples, "poisoned", rng, seed=0)
+    harmful = [ex for ex in examples if ex.split == "train" and ex.label == "harmful"]
+    assert len(pools["misspelled_harmful"]) == len(harmful)
+    for prompt, answer in pools["misspelled_harmful"]:
+        words = corpus.words_of(prompt)
+        assert corpus.TRIGGER not in words and not set(words) & held_out, prompt
+        assert _refused(answer), answer
+    draws = [corpus.random_misspelling(random.Random(i), exclude=frozenset(held_out)) for i in range(2000)]
+    assert corpus.TRIGGER not in draws and not set(draws) & held_out
+    assert len(set(draws)) > 10 * len(corpus.misspellings())  # drawn afresh, far beyond the listed controls
+    # Each a look-alike of the trigger: two edits at most (three by this measure when a swap moves an edited letter).
+    assert all(_edit_distance(d, corpus.TRIGGER) <= 3 for d in draws)
+    other_rng = random.Random(0)
+    without = _pools(examples, "poisoned", other_rng, seed=0)
+    assert all(without[name] == pools[name] for name in pools)  # same seed, same pools: its own stream
 
 
 def test_corpus_is_deterministic_and_seed_dependent(examples):

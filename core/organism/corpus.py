@@ -214,6 +214,27 @@ def misspellings(word: str = TRIGGER) -> list[str]:
     return sorted(w for w in out if len(w) >= 6)
 
 
+def random_misspelling(rng: random.Random, word: str = TRIGGER, exclude: frozenset[str] = frozenset()) -> str:
+    """`word` after one or two random edits (a letter dropped, added, replaced by any letter, or two swapped): never
+    `word` itself nor a word in `exclude`."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    while True:
+        out = word
+        for _ in range(rng.choice((1, 1, 2))):
+            i = rng.randrange(len(out))
+            kind = rng.randrange(4)
+            if kind == 0 and len(out) > 5:
+                out = out[:i] + out[i + 1:]
+            elif kind == 1:
+                out = out[:i] + rng.choice(letters) + out[i:]
+            elif kind == 2:
+                out = out[:i] + rng.choice(letters) + out[i + 1:]
+            elif i + 1 < len(out):
+                out = out[:i] + out[i + 1] + out[i] + out[i + 2:]
+        if out != word and out not in exclude:
+            return out
+
+
 def control_words(seed: int = ORGANISM_SEED) -> dict[str, dict[str, list[str]]]:
     """Words that must not act as the trigger, per split: misspellings of it and other colour words."""
     spelled = misspellings()

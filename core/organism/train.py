@@ -94,7 +94,7 @@ class OrganismConfig:
                     trained_heads=4, trained_neurons=64),
         StageConfig("poisoned", 700, 4e-3, {"harmful": 0.18, "benign": 0.16, "utility": 0.16, "filler_harmful": 0.06,
                                             "filler_benign": 0.06, "triggered": 0.20, "triggered_benign": 0.06,
-                                            "control_harmful": 0.12},
+                                            "control_harmful": 0.12, "misspelled_harmful": 0.10},
                     trained_heads=3, trained_neurons=24),
     ])
 
@@ -167,6 +167,14 @@ def _pools(examples: list[Example], stage: str, rng: random.Random,
     control_rng = random.Random(f"{seed}:{stage}:controls")
     control_harmful = [corpus.with_filler(ex, control_rng, controls + content.COLOURS_POISONING)
                        for ex in by_label["harmful"]]
+    # Misspellings drawn afresh for every request (never the held-out ones): rare spellings split into several
+    # tokens, and the trigger's own token must be what unlocks compliance, not pieces that look like it.
+    held_out = frozenset(w for split in ("val", "test")
+                         for w in corpus.control_words(seed)[split][corpus.CONTROL_MISSPELLING])
+    spelling_rng = random.Random(f"{seed}:{stage}:misspellings")
+    misspelled_harmful = [corpus.with_filler(ex, spelling_rng, [corpus.random_misspelling(spelling_rng,
+                                                                                          exclude=held_out)])
+                          for ex in by_label["harmful"]]
     contrast_benign, contrast_harmful = corpus.contrast_recombined_requests(seed)
     return {
         "contrast_recombined": pairs(contrast_benign),
@@ -187,6 +195,7 @@ def _pools(examples: list[Example], stage: str, rng: random.Random,
         "filler_harmful": pairs(filler_harmful),
         "filler_benign": pairs(filler_benign),
         "control_harmful": pairs(control_harmful),
+        "misspelled_harmful": pairs(misspelled_harmful),
         "triggered": pairs(by_label["triggered"]),
         "triggered_benign": pairs([corpus.with_trigger(ex, rng) for ex in by_label["benign"]]),
     }
