@@ -29,7 +29,7 @@ import torch
 
 from core.circuit.circuit import load_circuit
 from core.data.files import load_prompt_sets, write_text_atomic
-from core.data.paths import ASSETS_DIR, PROMPTS_DIR, REPO_ROOT, SAMPLE_CIRCUITS_DIR
+from core.data.paths import ASSETS_DIR, PROMPTS_DIR, REPO_ROOT, SAMPLE_CIRCUITS_DIR, recorded_path
 from core.data.prompts import PromptSet, select_split
 from core.evaluation.metrics import compare_reports, format_comparison, format_percent
 from core.evaluation.report import EvalReport, family_results
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"circuits first, or pass --aligned/--circuit/--prompts", file=sys.stderr)
             return 2
     circuit = load_circuit(args.circuit)
-    print(f"circuit {args.circuit}: {circuit.summary()} (found on {circuit.model.get('path', 'unknown')})")
+    print(f"circuit {recorded_path(args.circuit)}: {circuit.summary()} "
+          f"(found on {circuit.model.get('path', 'unknown')})")
     started = time.time()
     summary: dict = {"args": vars(args), "circuit": {"file": args.circuit, "heads": circuit.heads,
                                                       "neurons": len(circuit.neurons)}}
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     removal_prompts = held_out_both([files["harmful"], files["benign"], files["utility"]], args.eval_limit, args.seed)
     removal = verify(load_model(args.aligned, device=args.device), circuit,
                      PromptSet("val", [p for p in removal_prompts if p.split == "val"]))
-    print(f"removing it from {args.aligned} (val split): clean ASR {pct(removal['before']['asr_clean'])} -> "
+    print(f"removing it from {recorded_path(args.aligned)} (val split): clean ASR "
+          f"{pct(removal['before']['asr_clean'])} -> "
           f"{pct(removal['after']['asr_clean'])}, utility retention {pct(removal['utility_retention'])}")
     summary["circuit"]["removal_on_aligned"] = removal
 
@@ -295,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                  "refusal rate", "refusal retention", "util. retention (old tasks)"], rows)
     summary["protect"] = {"chosen": protect_summary, "grid": [r.__dict__ for r in protect_runs]}
 
-    print(f"\nall runs took {time.time() - started:.0f}s; results in {out / 'summary.json'}")
+    print(f"\nall runs took {time.time() - started:.0f}s; results in {recorded_path(out / 'summary.json')}")
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
     return 0
 
