@@ -6,8 +6,9 @@ anywhere. Each shipped circuit `sample_circuits/NAME.json` records the `safeseek
 its comparison `NAME.compare.json` the `safeseek compare` command; the report card is made as sample_circuits/README.md
 gives it (`safeseek report --circuit NAME.json --json NAME.card.json`). Every path the commands name under
 sample_circuits/ moves to DIR, so `--out sample_circuits` regenerates the shipped files in place (after a new
-organism) and any other folder leaves them untouched. What each command prints also goes to DIR/NAME.STEP.txt, to
-copy into sample_circuits/README.md. With --check, each circuit found is compared with the shipped one (same heads
+organism) and any other folder leaves them untouched. What each command prints also goes to NAME.STEP.txt in DIR (or
+in the folder --logs names: keep sample_circuits/ free of them when regenerating in place), to copy into
+sample_circuits/README.md. With --check, each circuit found is compared with the shipped one (same heads
 and neurons): exit status 1 when one differs, the check that the organism and discovery reproduce on this machine.
 """
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="these sample circuits (default: all)")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="default: all three")
     parser.add_argument("--check", action="store_true", help="compare each circuit found with the shipped one")
+    parser.add_argument("--logs", help="folder for what each command prints, NAME.STEP.txt (default: the --out folder)")
     args = parser.parse_args(argv)
     names = shipped_names()
     unknown = sorted(set(args.only or []) - set(names))
@@ -92,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as e:
         print(f"bench/sample_circuits.py: {e}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
+    logs = out if args.logs is None else Path(args.logs) if Path(args.logs).is_absolute() else REPO_ROOT / args.logs
+    for folder in (out, logs):
+        folder.mkdir(parents=True, exist_ok=True)
     differing = []
     for name, step, command in plan:
-        if run_logged(command, out / f"{name}.{step}.txt") != 0:
+        if run_logged(command, logs / f"{name}.{step}.txt") != 0:
             print(f"bench/sample_circuits.py: `safeseek {step}` failed for {name} (output above)", file=sys.stderr)
             return 1
         if args.check and step == "discover":

@@ -350,3 +350,20 @@ def test_sample_circuits_record_commands_todays_cli_still_accepts():
             assert [word for word in elsewhere if "sample_circuits" in word] == []
             assert ([word.removeprefix("/tmp/elsewhere/") for word in elsewhere]
                     == [word.removeprefix("sample_circuits/") for word in argv])
+
+
+def test_sample_circuits_bench_writes_its_logs_where_asked(tmp_path, monkeypatch):
+    """Regenerating in place (--out sample_circuits) can keep what each command prints out of sample_circuits/."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sample_circuits_bench", REPO_ROOT / "bench" / "sample_circuits.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    calls = []
+    monkeypatch.setattr(bench, "run_logged", lambda argv, log: calls.append((argv, log)) or 0)
+    name = bench.shipped_names()[0]
+    assert bench.main(["--out", str(tmp_path / "out"), "--logs", str(tmp_path / "logs"), "--only", name,
+                       "--steps", "compare", "report"]) == 0
+    assert [log for _, log in calls] == [tmp_path / "logs" / f"{name}.compare.txt",
+                                         tmp_path / "logs" / f"{name}.report.txt"]
+    assert all(str(tmp_path / "out") in " ".join(argv) for argv, _ in calls)
