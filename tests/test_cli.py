@@ -341,7 +341,7 @@ def test_sample_circuits_record_commands_todays_cli_still_accepts():
     assert names == sorted(p.name.removesuffix(".compare.json")
                            for p in (REPO_ROOT / "sample_circuits").glob("*.compare.json"))
     for name in names:
-        for step in bench.STEPS:
+        for step in bench.COMMAND_STEPS:
             argv = bench.recorded_command(name, step)
             args = options.parse(importlib.import_module(f"core.cli.{step}").Args, argv[1:], f"safeseek {step}")
             written_or_read = args.out if step == "discover" else args.circuit
@@ -367,3 +367,47 @@ def test_sample_circuits_bench_writes_its_logs_where_asked(tmp_path, monkeypatch
     assert [log for _, log in calls] == [tmp_path / "logs" / f"{name}.compare.txt",
                                          tmp_path / "logs" / f"{name}.report.txt"]
     assert all(str(tmp_path / "out") in " ".join(argv) for argv, _ in calls)
+
+
+def test_sample_circuits_readme_step_rewrites_the_figures_from_the_logs(tmp_path):
+    """After a new organism the readme step puts what the commands printed into sample_circuits/README.md: logs
+    holding the shipped figures (the README's own tables, the shipped cards) give back the shipped README exactly,
+    and a changed figure in a log lands in that circuit's section only."""
+    import importlib.util
+    import re
+
+    from core.evaluation.report_card import ReportCard
+
+    spec = importlib.util.spec_from_file_location("sample_circuits_bench", REPO_ROOT / "bench" / "sample_circuits.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    folder = REPO_ROOT / "sample_circuits"
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name in bench.shipped_names():
+        section = readme[readme.index(f"## {name}.json\n"):].split("\n## ", 1)[0]
+        after_commands = section.split("```bash\n", 1)[1].split("```\n", 1)[1]
+        summary = after_commands.strip().splitlines()[0]
+        table = [line for line in after_commands.split("Verification (printed by discover):", 1)[1].splitlines()
+                 if line.startswith("| ") and not line.startswith(("| val split", "| ---"))]
+        retention = re.search(r"^utility retention: .*$", after_commands, re.M).group()
+        (logs / f"{name}.discover.txt").write_text("\n".join(
+            [f"circuit: {summary}", "           full model  circuit removed",
+             *("  ".join(cell.strip() for cell in row.strip("|").split("|")) for row in table), retention,
+             f"circuit written to sample_circuits/{name}.json"]) + "\n")
+        compared = after_commands.split("(printed by compare):", 1)[1].split("```")[1].strip("\n")
+        (logs / f"{name}.compare.txt").write_text(f"scoring baselines\nbaselines scored\n\n{compared}\n")
+        card = ReportCard.read(folder / f"{name}.card.json").text()
+        (logs / f"{name}.report.txt").write_text(f"{card}\n\ncache: 0 results reused, 70 computed\nwritten to x\n")
+    out = tmp_path / "out"
+    assert bench.main(["--out", str(out), "--logs", str(logs), "--steps", "readme"]) == 0
+    assert (out / "README.md").read_text(encoding="utf-8") == readme
+
+    name = bench.shipped_names()[0]
+    log = logs / f"{name}.compare.txt"
+    log.write_text(log.read_text().replace("learned ", "learned*", 1))
+    assert bench.main(["--out", str(out), "--logs", str(logs), "--steps", "readme"]) == 0
+    rewritten = (out / "README.md").read_text(encoding="utf-8")
+    assert rewritten.count("learned*") == 1 and rewritten.index("learned*") > rewritten.index(f"## {name}.json")
+    assert bench.main(["--out", str(out), "--logs", str(tmp_path / "none"), "--steps", "readme"]) == 1
